@@ -1,0 +1,443 @@
+//! The types that cross the kernel/user boundary: map keys and values, the ring-buffer record,
+//! the load-time configuration, and the tracepoint argument layouts the eBPF program reads.
+//!
+//! Everything here is `#[repr(C)]`, `Copy`, without implicit padding (explicit `_pad` fields),
+//! with a `const` size assertion, so both sides agree byte for byte.
+#![cfg_attr(not(test), no_std)]
+
+/// Longest path the kernel accepts, NUL included (`PATH_MAX`).
+pub const PATH_MAX: usize = 4096;
+/// Length of a task's comm, NUL included (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+/// How many `--comm` names the kernel filter holds.
+pub const MAX_COMMS: usize = 16;
+/// `AT_FDCWD`: a path relative to the current working directory.
+pub const AT_FDCWD: i32 = -100;
+/// `AT_EMPTY_PATH`: operate on the dirfd itself (an `fstat`, not a path lookup).
+pub const AT_EMPTY_PATH: u64 = 0x1000;
+/// `AT_SYMLINK_NOFOLLOW`.
+pub const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+
+/// Every syscall observer hooks, numbered for the wire (libbpf-tools statsnoop's `sys_type`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Syscall {
+    Open = 0,
+    Openat = 1,
+    Openat2 = 2,
+    Creat = 3,
+    Newstat = 4,
+    Newlstat = 5,
+    Newfstatat = 6,
+    Statx = 7,
+    Access = 8,
+    Faccessat = 9,
+    Faccessat2 = 10,
+    Execve = 11,
+    Execveat = 12,
+}
+
+pub const SYSCALL_COUNT: usize = 13;
+
+/// What a call wanted from the file; the report weighs a failed open more than a failed probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// open/openat/openat2/creat: the process wanted the file's contents.
+    Open,
+    /// stat family: metadata lookup, often an existence probe.
+    Stat,
+    /// access family: an explicit existence/permission probe.
+    Access,
+    /// execve/execveat: the process wanted to run it.
+    Exec,
+}
+
+impl Syscall {
+    pub const ALL: [Syscall; SYSCALL_COUNT] = [
+        Syscall::Open,
+        Syscall::Openat,
+        Syscall::Openat2,
+        Syscall::Creat,
+        Syscall::Newstat,
+        Syscall::Newlstat,
+        Syscall::Newfstatat,
+        Syscall::Statx,
+        Syscall::Access,
+        Syscall::Faccessat,
+        Syscall::Faccessat2,
+        Syscall::Execve,
+        Syscall::Execveat,
+    ];
+
+    pub const fn from_u32(v: u32) -> Option<Syscall> {
+        if (v as usize) < SYSCALL_COUNT {
+            Some(Self::ALL[v as usize])
+        } else {
+            None
+        }
+    }
+
+    /// The syscall's name as the kernel's tracepoints spell it (`sys_enter_<name>`).
+    pub const fn name(self) -> &'static str {
+        self.layout().name
+    }
+
+    pub const fn layout(self) -> &'static ArgLayout {
+        &LAYOUTS[self as usize]
+    }
+
+    pub const fn intent(self) -> Intent {
+        match self {
+            Syscall::Open | Syscall::Openat | Syscall::Openat2 | Syscall::Creat => Intent::Open,
+            Syscall::Newstat | Syscall::Newlstat | Syscall::Newfstatat | Syscall::Statx => {
+                Intent::Stat
+            }
+            Syscall::Access | Syscall::Faccessat | Syscall::Faccessat2 => Intent::Access,
+            Syscall::Execve | Syscall::Execveat => Intent::Exec,
+        }
+    }
+}
+
+/// Where a `sys_enter_<name>` tracepoint keeps the arguments observer reads, mirroring
+/// `/sys/kernel/tracing/events/syscalls/sys_enter_<name>/format` (a test checks them against it).
+#[derive(Clone, Copy, Debug)]
+pub struct ArgLayout {
+    pub name: &'static str,
+    /// `(field name, offset)` of the directory fd, when the syscall takes one.
+    pub dfd: Option<(&'static str, usize)>,
+    /// `(field name, offset)` of the path pointer.
+    pub path: (&'static str, usize),
+    /// `(field name, offset)` of the flags/mode word: open flags, access mode, or AT flags.
+    pub flags: Option<(&'static str, usize)>,
+    /// `(field name, offset)` of a second word: AT flags of faccessat2, `struct open_how *` of
+    /// openat2.
+    pub aux: Option<(&'static str, usize)>,
+}
+
+/// `ret` of every `sys_exit_*` tracepoint.
+pub const SYS_EXIT_RET_OFFSET: usize = 16;
+/// `sched_process_fork`: `child_pid` (pid_t).
+pub const FORK_CHILD_PID_OFFSET: usize = 20;
+/// `sched_process_exit`: `pid` (pid_t) and `group_dead` (bool).
+pub const EXIT_PID_OFFSET: usize = 24;
+pub const EXIT_GROUP_DEAD_OFFSET: usize = 32;
+
+const fn layout(
+    name: &'static str,
+    dfd: Option<(&'static str, usize)>,
+    path: (&'static str, usize),
+    flags: Option<(&'static str, usize)>,
+    aux: Option<(&'static str, usize)>,
+) -> ArgLayout {
+    ArgLayout {
+        name,
+        dfd,
+        path,
+        flags,
+        aux,
+    }
+}
+
+pub const LAYOUTS: [ArgLayout; SYSCALL_COUNT] = [
+    layout("open", None, ("filename", 16), Some(("flags", 24)), None),
+    layout(
+        "openat",
+        Some(("dfd", 16)),
+        ("filename", 24),
+        Some(("flags", 32)),
+        None,
+    ),
+    layout(
+        "openat2",
+        Some(("dfd", 16)),
+        ("filename", 24),
+        None,
+        Some(("how", 32)),
+    ),
+    layout("creat", None, ("pathname", 16), None, None),
+    layout("newstat", None, ("filename", 16), None, None),
+    layout("newlstat", None, ("filename", 16), None, None),
+    layout(
+        "newfstatat",
+        Some(("dfd", 16)),
+        ("filename", 24),
+        Some(("flag", 40)),
+        None,
+    ),
+    layout(
+        "statx",
+        Some(("dfd", 16)),
+        ("filename", 24),
+        Some(("flags", 32)),
+        None,
+    ),
+    layout("access", None, ("filename", 16), Some(("mode", 24)), None),
+    layout(
+        "faccessat",
+        Some(("dfd", 16)),
+        ("filename", 24),
+        Some(("mode", 32)),
+        None,
+    ),
+    layout(
+        "faccessat2",
+        Some(("dfd", 16)),
+        ("filename", 24),
+        Some(("mode", 32)),
+        Some(("flags", 40)),
+    ),
+    layout("execve", None, ("filename", 16), None, None),
+    layout(
+        "execveat",
+        Some(("fd", 16)),
+        ("filename", 24),
+        Some(("flags", 48)),
+        None,
+    ),
+];
+
+// ---- Load-time configuration (a `Global` in the eBPF object, set with `override_global`) ----
+
+/// Watch every process (no comm/pid/cgroup selection).
+pub const FILTER_ALL: u32 = 1 << 0;
+/// A process must have one of `Config::comms`.
+pub const FILTER_COMM: u32 = 1 << 1;
+/// A process's tgid must be in the `PIDS` map.
+pub const FILTER_PID: u32 = 1 << 2;
+/// A process's cgroup must be in the `CGROUPS` map.
+pub const FILTER_CGROUP: u32 = 1 << 3;
+/// Only errnos set in `Config::errno_mask` are recorded.
+pub const FILTER_ERRNO: u32 = 1 << 4;
+/// Emit aya-log debug lines for each new distinct failure (`--verbose`).
+pub const CONFIG_VERBOSE: u32 = 1 << 5;
+
+/// Errnos 0..=191 fit the mask; the kernel's largest is 133 (EHWPOISON).
+pub const ERRNO_MASK_WORDS: usize = 3;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub flags: u32,
+    pub ncomms: u32,
+    /// observer's own tgid: never watched, so `--all` cannot feed back on itself.
+    pub self_tgid: u32,
+    pub _pad: u32,
+    pub errno_mask: [u64; ERRNO_MASK_WORDS],
+    /// NUL-padded comm names; the first `ncomms` are used.
+    pub comms: [[u8; COMM_LEN]; MAX_COMMS],
+}
+
+impl Config {
+    pub const DEFAULT: Config = Config {
+        flags: FILTER_COMM,
+        ncomms: 0,
+        self_tgid: 0,
+        _pad: 0,
+        errno_mask: [0; ERRNO_MASK_WORDS],
+        comms: [[0; COMM_LEN]; MAX_COMMS],
+    };
+
+    #[inline(always)]
+    pub fn errno_wanted(&self, errno: u32) -> bool {
+        if self.flags & FILTER_ERRNO == 0 {
+            return true;
+        }
+        let word = (errno / 64) as usize;
+        if word >= ERRNO_MASK_WORDS {
+            return false;
+        }
+        self.errno_mask[word] & (1u64 << (errno % 64)) != 0
+    }
+}
+const _: () = assert!(core::mem::size_of::<Config>() == 16 + 8 * ERRNO_MASK_WORDS + 16 * 16);
+
+/// Name of the `Config` global in the eBPF object.
+pub const CONFIG_GLOBAL: &str = "OBSERVER_CONFIG";
+
+// ---- Maps ----
+
+pub const MAP_EVENTS: &str = "EVENTS";
+pub const MAP_AGG: &str = "AGG";
+pub const MAP_INFLIGHT: &str = "INFLIGHT";
+pub const MAP_PIDS: &str = "PIDS";
+pub const MAP_CGROUPS: &str = "CGROUPS";
+pub const MAP_STATS: &str = "STATS";
+
+/// Ring buffer size in bytes. A record is 88 bytes + the path, and only the first sighting of a
+/// key (and, when `AGG` is full, every failure) goes through it.
+pub const EVENTS_BYTES: u32 = 8 << 20;
+/// Distinct (path, tgid, errno, syscall, dirfd) keys aggregated in the kernel.
+pub const AGG_ENTRIES: u32 = 65536;
+/// Calls between sys_enter and sys_exit, per thread (LRU: a killed thread cannot leak).
+pub const INFLIGHT_ENTRIES: u32 = 16384;
+/// `--pid` targets and their descendants.
+pub const PIDS_ENTRIES: u32 = 16384;
+/// `--cgroup` targets (each directory and its descendants at start).
+pub const CGROUPS_ENTRIES: u32 = 1024;
+
+/// Per-CPU counters in `STATS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug)]
+pub enum Stat {
+    /// Failures that could not be delivered (ring buffer full). They are lost.
+    Lost = 0,
+    /// Failures delivered one by one because `AGG` was full (not lost, just not aggregated).
+    AggOverflow = 1,
+    /// Failures whose path could not be read from user memory (EFAULT): delivered with no path.
+    PathFault = 2,
+    /// Descendants of `--pid` targets that did not fit in `PIDS` (not followed).
+    PidsFull = 3,
+}
+pub const STAT_COUNT: u32 = 4;
+
+/// PIDS value: a pid named with `--pid`.
+pub const PID_EXPLICIT: u32 = 1;
+/// PIDS value: a descendant of a `--pid` target, followed through fork.
+pub const PID_INHERITED: u32 = 2;
+
+/// Key of the in-kernel aggregate. `dfd` is 0 for absolute paths (the dirfd does not matter) and
+/// the real dirfd (or AT_FDCWD) for relative ones, so each resolves on its own.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AggKey {
+    pub path_hash: u64,
+    pub tgid: u32,
+    pub errno: u32,
+    pub syscall: u32,
+    pub dfd: i32,
+}
+const _: () = assert!(core::mem::size_of::<AggKey>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AggVal {
+    pub count: u64,
+    /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns).
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<AggVal>() == 24);
+
+/// A call between sys_enter and sys_exit, keyed by pid_tgid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Inflight {
+    pub path_ptr: u64,
+    pub flags: u64,
+    pub aux: u64,
+    pub dfd: i32,
+    pub syscall: u32,
+}
+const _: () = assert!(core::mem::size_of::<Inflight>() == 32);
+
+/// Record status bits.
+/// The path was longer than `PATH_MAX - 1` bytes and is cut.
+pub const STATUS_TRUNCATED: u32 = 1 << 0;
+/// `AGG` was full: this record stands for exactly one failure and its key is not in `AGG`.
+pub const STATUS_UNAGGREGATED: u32 = 1 << 1;
+/// The path pointer could not be read (EFAULT): no path.
+pub const STATUS_PATH_FAULT: u32 = 1 << 2;
+
+/// Header of a ring-buffer record; `path_len` bytes of path follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    pub key: AggKey,
+    pub ts_ns: u64,
+    /// Open flags, access mode, or AT flags, as the syscall got them.
+    pub flags: u64,
+    /// faccessat2: its AT flags. openat2: `open_how.resolve`.
+    pub aux: u64,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub path_len: u32,
+    pub status: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+pub const EVENT_HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
+const _: () = assert!(EVENT_HEADER_LEN == 88);
+
+/// The per-CPU scratch record the eBPF program fills before output.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EventBuf {
+    pub hdr: EventHeader,
+    pub path: [u8; PATH_MAX],
+}
+const _: () = assert!(core::mem::size_of::<EventBuf>() == EVENT_HEADER_LEN + PATH_MAX);
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for AggKey {}
+    unsafe impl aya::Pod for AggVal {}
+    unsafe impl aya::Pod for Inflight {}
+    unsafe impl aya::Pod for EventHeader {}
+}
+
+/// The path hash the kernel computes, over 8-byte little-endian words, the last one zero-padded.
+/// Kept here so userspace and tests can reproduce it.
+pub fn path_hash(path: &[u8]) -> u64 {
+    let mut h: u64 = HASH_SEED;
+    let mut i = 0;
+    while i < path.len() {
+        let mut w = [0u8; 8];
+        let n = if path.len() - i < 8 {
+            path.len() - i
+        } else {
+            8
+        };
+        w[..n].copy_from_slice(&path[i..i + n]);
+        h = hash_step(h, u64::from_le_bytes(w));
+        i += 8;
+    }
+    hash_finish(h, path.len() as u64)
+}
+
+pub const HASH_SEED: u64 = 0x5851_f42d_4c95_7f2d;
+
+#[inline(always)]
+pub fn hash_step(h: u64, w: u64) -> u64 {
+    let h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
+}
+
+#[inline(always)]
+pub fn hash_finish(h: u64, len: u64) -> u64 {
+    let h = (h ^ len).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^ (h >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_roundtrip() {
+        for s in Syscall::ALL {
+            assert_eq!(Syscall::from_u32(s as u32), Some(s));
+        }
+        assert_eq!(Syscall::from_u32(SYSCALL_COUNT as u32), None);
+    }
+
+    #[test]
+    fn errno_mask() {
+        let mut c = Config::DEFAULT;
+        assert!(c.errno_wanted(2));
+        c.flags |= FILTER_ERRNO;
+        c.errno_mask[0] |= 1 << 13;
+        assert!(c.errno_wanted(13));
+        assert!(!c.errno_wanted(2));
+        assert!(!c.errno_wanted(500));
+    }
+
+    #[test]
+    fn hash_depends_on_every_byte_and_length() {
+        assert_ne!(path_hash(b"/a"), path_hash(b"/b"));
+        assert_ne!(path_hash(b"/a"), path_hash(b"/a\0"));
+        assert_ne!(path_hash(b"/abcdefgh1"), path_hash(b"/abcdefgh2"));
+    }
+}

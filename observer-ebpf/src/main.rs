@@ -1,0 +1,490 @@
+//! observer's kernel side: syscall tracepoints that record failing path lookups.
+//!
+//! The shape follows libbpf-tools' opensnoop: at `sys_enter_*` filter (comm, pid, cgroup) and
+//! stash the path pointer and flags per thread; at `sys_exit_*` skip successes, read the path
+//! (reading at enter gives empty names for not-yet-faulted pages, bcc #4292), and count it.
+//!
+//! Counting happens here, in `AGG`, keyed by (path hash, tgid, errno, syscall, dirfd): a storm of
+//! one failing call costs a map update, and only the first sighting of a key crosses the ring
+//! buffer with its full path. When `AGG` is full, failures still cross one by one (counted as
+//! overflow); when the ring buffer is full they are counted as lost. Nothing goes missing
+//! silently.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
+#![cfg_attr(
+    not(target_arch = "bpf"),
+    expect(dead_code, reason = "only the bpf target links the programs")
+)]
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_str_bytes,
+    },
+    macros::{map, tracepoint},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::TracePointContext,
+};
+use aya_log_ebpf::{debug, warn};
+use observer_common::{
+    AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, AggKey, AggVal, COMM_LEN, CGROUPS_ENTRIES,
+    CONFIG_VERBOSE, Config, EVENT_HEADER_LEN, EVENTS_BYTES, EXIT_GROUP_DEAD_OFFSET,
+    EXIT_PID_OFFSET, EventBuf, FILTER_ALL, FILTER_CGROUP, FILTER_COMM, FILTER_PID,
+    FORK_CHILD_PID_OFFSET, HASH_SEED, Inflight, MAX_COMMS, PATH_MAX, PID_INHERITED, PIDS_ENTRIES,
+    STATUS_PATH_FAULT, STATUS_TRUNCATED, STATUS_UNAGGREGATED, SYS_EXIT_RET_OFFSET, Stat,
+    Syscall, AGG_ENTRIES, INFLIGHT_ENTRIES, STAT_COUNT, hash_finish, hash_step,
+};
+
+/// Set by userspace at load (`EbpfLoader::override_global`). It lives in `.rodata`, which the
+/// kernel freezes, so the verifier sees its values as constants and prunes the filters that are
+/// off: an unwatched call pays only for the filter that is on.
+#[unsafe(no_mangle)]
+static OBSERVER_CONFIG: Config = Config::DEFAULT;
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+#[map]
+static AGG: HashMap<AggKey, AggVal> = HashMap::with_max_entries(AGG_ENTRIES, 0);
+#[map]
+static INFLIGHT: LruHashMap<u64, Inflight> = LruHashMap::with_max_entries(INFLIGHT_ENTRIES, 0);
+#[map]
+static PIDS: HashMap<u32, u32> = HashMap::with_max_entries(PIDS_ENTRIES, 0);
+#[map]
+static CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(CGROUPS_ENTRIES, 0);
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+#[map]
+static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
+
+const EEXIST: i32 = 17;
+/// `creat()` is `open(O_CREAT|O_WRONLY|O_TRUNC)`.
+const CREAT_FLAGS: u64 = 0o1101;
+
+#[inline(always)]
+fn cfg_flags() -> u32 {
+    // SAFETY: a plain read of our own static; volatile so the compiler does not fold the
+    // compile-time default into the code (userspace patches the value at load).
+    unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.flags) }
+}
+
+#[inline(always)]
+fn comm_matches() -> bool {
+    let Ok(comm) = bpf_get_current_comm() else {
+        return false;
+    };
+    let (a, b) = comm_words(&comm);
+    // SAFETY: reads of our own static, volatile as above.
+    let n = unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.ncomms) } as usize;
+    let mut i = 0;
+    while i < MAX_COMMS {
+        if i >= n {
+            break;
+        }
+        // SAFETY: i < MAX_COMMS, the array's length.
+        let want = unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.comms[i]) };
+        if comm_words(&want) == (a, b) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+#[inline(always)]
+fn comm_words(c: &[u8; COMM_LEN]) -> (u64, u64) {
+    let mut a = [0u8; 8];
+    let mut b = [0u8; 8];
+    a.copy_from_slice(&c[..8]);
+    b.copy_from_slice(&c[8..]);
+    (u64::from_ne_bytes(a), u64::from_ne_bytes(b))
+}
+
+/// Is the current task one observer watches? Kinds of selector combine with AND, names within a
+/// kind with OR.
+#[inline(always)]
+fn watched(pid_tgid: u64) -> bool {
+    let flags = cfg_flags();
+    let tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: read of our own static.
+    if tgid == unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.self_tgid) } {
+        return false;
+    }
+    if flags & FILTER_ALL != 0 {
+        return true;
+    }
+    if flags & FILTER_COMM != 0 && !comm_matches() {
+        return false;
+    }
+    // SAFETY: the value is not kept past the lookup.
+    if flags & FILTER_PID != 0 && unsafe { PIDS.get(&tgid) }.is_none() {
+        return false;
+    }
+    if flags & FILTER_CGROUP != 0 {
+        // SAFETY: as above.
+        let cg = unsafe { bpf_get_current_cgroup_id() };
+        if unsafe { CGROUPS.get(&cg) }.is_none() {
+            return false;
+        }
+    }
+    flags & (FILTER_COMM | FILTER_PID | FILTER_CGROUP) != 0
+}
+
+#[inline(always)]
+fn read_arg(ctx: &TracePointContext, off: Option<(&'static str, usize)>) -> u64 {
+    match off {
+        // SAFETY: offsets mirror the tracepoint's format file (checked by a test).
+        Some((_, off)) => unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0),
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn on_enter(ctx: &TracePointContext, sys: Syscall) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !watched(pid_tgid) {
+        return;
+    }
+    let l = sys.layout();
+    let path_ptr = read_arg(ctx, Some(l.path));
+    let dfd = match l.dfd {
+        Some(_) => read_arg(ctx, l.dfd) as i32,
+        None => AT_FDCWD,
+    };
+    let flags = match sys {
+        Syscall::Creat => CREAT_FLAGS,
+        Syscall::Newlstat => AT_SYMLINK_NOFOLLOW,
+        _ => read_arg(ctx, l.flags),
+    };
+    let inflight = Inflight {
+        path_ptr,
+        flags,
+        aux: read_arg(ctx, l.aux),
+        dfd,
+        syscall: sys as u32,
+    };
+    let _ = INFLIGHT.insert(&pid_tgid, &inflight, 0);
+}
+
+#[inline(always)]
+fn stat_add(stat: Stat, n: u64) {
+    if let Some(p) = STATS.get_ptr_mut(stat as u32) {
+        // SAFETY: per-CPU slot; tracepoint programs do not migrate while running.
+        unsafe { *p += n };
+    }
+}
+
+#[inline(always)]
+fn on_exit(ctx: &TracePointContext, sys: Syscall) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: offset of `ret` in every sys_exit_* format.
+    let ret = unsafe { ctx.read_at::<i64>(SYS_EXIT_RET_OFFSET) }.unwrap_or(0);
+    if ret >= 0 {
+        // Success: the one map operation a watched success pays at exit.
+        let _ = INFLIGHT.remove(&pid_tgid);
+        return;
+    }
+    let Some(p) = INFLIGHT.get_ptr(&pid_tgid) else {
+        return;
+    };
+    // SAFETY: copied out before the entry is removed.
+    let inflight = unsafe { *p };
+    let _ = INFLIGHT.remove(&pid_tgid);
+    if inflight.syscall != sys as u32 {
+        return;
+    }
+    let errno = (-ret) as u32;
+    // SAFETY: read of our own static.
+    let cfg = unsafe { &*(&raw const OBSERVER_CONFIG) };
+    if !errno_wanted(cfg, errno) {
+        return;
+    }
+    record(ctx, sys, &inflight, pid_tgid, errno);
+}
+
+#[inline(always)]
+fn errno_wanted(cfg: &Config, errno: u32) -> bool {
+    // SAFETY: reads of our own static, volatile so load-time values are used.
+    let flags = unsafe { core::ptr::read_volatile(&raw const cfg.flags) };
+    if flags & observer_common::FILTER_ERRNO == 0 {
+        return true;
+    }
+    let word = (errno / 64) as usize;
+    if word >= observer_common::ERRNO_MASK_WORDS {
+        return false;
+    }
+    let mask = unsafe { core::ptr::read_volatile(&raw const cfg.errno_mask[word]) };
+    mask & (1u64 << (errno % 64)) != 0
+}
+
+#[inline(always)]
+fn record(ctx: &TracePointContext, sys: Syscall, inf: &Inflight, pid_tgid: u64, errno: u32) {
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU scratch slot is ours for the duration of this program.
+    let buf = unsafe { &mut *buf };
+    let mut status = 0u32;
+    // SAFETY: the helper validates the user pointer and bounds the copy by the buffer.
+    let len = match unsafe {
+        bpf_probe_read_user_str_bytes(inf.path_ptr as *const u8, &mut buf.path)
+    } {
+        Ok(s) => s.len(),
+        Err(_) => {
+            status |= STATUS_PATH_FAULT;
+            0
+        }
+    };
+    let at_flags = match sys {
+        Syscall::Newfstatat | Syscall::Statx | Syscall::Execveat => inf.flags,
+        Syscall::Faccessat2 => inf.aux,
+        _ => 0,
+    };
+    if len == 0 && at_flags & AT_EMPTY_PATH != 0 {
+        // fstat(fd) and friends: a failure on a file descriptor, not a path lookup.
+        return;
+    }
+    if status & STATUS_PATH_FAULT != 0 {
+        stat_add(Stat::PathFault, 1);
+    }
+    if len >= PATH_MAX - 1 {
+        // SAFETY: a probe of one byte past what fit; failure just means "not longer".
+        let next = unsafe { bpf_probe_read_user((inf.path_ptr + (PATH_MAX as u64 - 1)) as *const u8) };
+        if matches!(next, Ok(b) if b != 0) {
+            status |= STATUS_TRUNCATED;
+        }
+    }
+    let len = len & (PATH_MAX - 1);
+    let path_hash = hash_path(buf, len);
+    // Reload the length from map memory: the loop's exit states each refined `len` differently,
+    // and carrying those ranges on would make the verifier walk the rest once per state.
+    // SAFETY: written by hash_path just before.
+    let len = unsafe { core::ptr::read_volatile(&raw const buf.hdr.path_len) } as usize & (PATH_MAX - 1);
+
+    let absolute = len > 0 && buf.path[0] == b'/';
+    let key = AggKey {
+        path_hash,
+        tgid: (pid_tgid >> 32) as u32,
+        errno,
+        syscall: sys as u32,
+        dfd: if absolute { 0 } else { inf.dfd },
+    };
+    // SAFETY: helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if bump(&key, now) {
+        return;
+    }
+    let val = AggVal {
+        count: 1,
+        first_ns: now,
+        last_ns: now,
+    };
+    match AGG.insert(&key, &val, BPF_NOEXIST as u64) {
+        Ok(()) => {
+            if !emit(buf, &key, inf, pid_tgid, now, len, status) {
+                // The path never reached userspace: undo the key so its next failure retries,
+                // and count what it held as lost.
+                let held = AGG.get_ptr(&key).map(|v| unsafe { (*v).count }).unwrap_or(1);
+                let _ = AGG.remove(&key);
+                stat_add(Stat::Lost, held);
+                if cfg_flags() & CONFIG_VERBOSE != 0 {
+                    warn!(ctx, "ring buffer full: {} failure(s) lost", held);
+                }
+            } else if cfg_flags() & CONFIG_VERBOSE != 0 {
+                debug!(ctx, "new failure: tgid {} errno {} syscall {}", key.tgid, errno, key.syscall);
+            }
+        }
+        Err(e) if e == -EEXIST => {
+            // Another CPU inserted it between our lookup and insert.
+            let _ = bump(&key, now);
+        }
+        Err(_) => {
+            // AGG is full: deliver this failure on its own rather than drop it.
+            stat_add(Stat::AggOverflow, 1);
+            if !emit(buf, &key, inf, pid_tgid, now, len, status | STATUS_UNAGGREGATED) {
+                stat_add(Stat::Lost, 1);
+            }
+        }
+    }
+}
+
+/// Hashes `buf.path[..len]` (observer_common::path_hash, computed the same way), leaving `len` in
+/// `buf.hdr.path_len`. The loop is bounded by word count, not by `len`, so the verifier's view of
+/// `len` is not refined per iteration.
+#[inline(always)]
+fn hash_path(buf: &mut EventBuf, len: usize) -> u64 {
+    buf.hdr.path_len = len as u32;
+    let nwords = (len + 7) / 8;
+    let tail = len & 7;
+    let mut h = HASH_SEED;
+    let mut i = 0usize;
+    while i < PATH_MAX / 8 {
+        if i >= nwords {
+            break;
+        }
+        // SAFETY: i < PATH_MAX / 8, so the 8 bytes are inside `path`, which sits 8-aligned.
+        let mut w = unsafe { core::ptr::read(buf.path.as_ptr().add(i * 8) as *const u64) };
+        if i + 1 == nwords && tail != 0 {
+            // Bytes past the NUL are stale scratch: mask them off.
+            w &= (1u64 << (tail * 8)) - 1;
+        }
+        h = hash_step(h, w);
+        i += 1;
+    }
+    hash_finish(h, len as u64)
+}
+
+/// Count one more failure of an existing key. Returns false when the key is not there.
+#[inline(always)]
+fn bump(key: &AggKey, now: u64) -> bool {
+    match AGG.get_ptr_mut(key) {
+        Some(v) => {
+            // SAFETY: `v` points into the map value; the count is updated atomically because
+            // several CPUs can fail the same call at once. last_ns is a plain racy store: any
+            // of the concurrent timestamps is a right answer.
+            unsafe {
+                atomic_add(&raw mut (*v).count, 1);
+                (*v).last_ns = now;
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// `lock *(u64 *)(ptr) += n`: BPF's atomic add (XADD, every BPF ISA version). `core` offers no
+/// atomic read-modify-write on the bpf target.
+#[inline(always)]
+unsafe fn atomic_add(ptr: *mut u64, n: u64) {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: the caller passes a valid, 8-aligned map value field.
+    unsafe {
+        core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) ptr, in(reg) n)
+    };
+    #[cfg(not(target_arch = "bpf"))]
+    // SAFETY: as above (host builds are only type-checked, never run).
+    unsafe {
+        *ptr += n
+    };
+}
+
+#[inline(always)]
+fn emit(
+    buf: &mut EventBuf,
+    key: &AggKey,
+    inf: &Inflight,
+    pid_tgid: u64,
+    now: u64,
+    len: usize,
+    status: u32,
+) -> bool {
+    let uid_gid = bpf_get_current_uid_gid();
+    buf.hdr.key = *key;
+    buf.hdr.ts_ns = now;
+    buf.hdr.flags = inf.flags;
+    buf.hdr.aux = inf.aux;
+    buf.hdr.tid = pid_tgid as u32;
+    buf.hdr.uid = uid_gid as u32;
+    buf.hdr.gid = (uid_gid >> 32) as u32;
+    buf.hdr.path_len = len as u32;
+    buf.hdr.status = status;
+    buf.hdr._pad = 0;
+    buf.hdr.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    let n = EVENT_HEADER_LEN + (len & (PATH_MAX - 1));
+    // SAFETY: n <= size_of::<EventBuf>(); the bytes are initialised (header just written, path
+    // read by the helper up to len).
+    let bytes = unsafe { core::slice::from_raw_parts((buf as *const EventBuf).cast::<u8>(), n) };
+    EVENTS.output::<[u8]>(bytes, 0).is_ok()
+}
+
+macro_rules! hooks {
+    ($($sys:ident => $enter:ident, $exit:ident;)*) => {$(
+        #[tracepoint]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            on_enter(&ctx, Syscall::$sys);
+            0
+        }
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            on_exit(&ctx, Syscall::$sys);
+            0
+        }
+    )*};
+}
+
+hooks! {
+    Open => sys_enter_open, sys_exit_open;
+    Openat => sys_enter_openat, sys_exit_openat;
+    Openat2 => sys_enter_openat2, sys_exit_openat2;
+    Creat => sys_enter_creat, sys_exit_creat;
+    Newstat => sys_enter_newstat, sys_exit_newstat;
+    Newlstat => sys_enter_newlstat, sys_exit_newlstat;
+    Newfstatat => sys_enter_newfstatat, sys_exit_newfstatat;
+    Statx => sys_enter_statx, sys_exit_statx;
+    Access => sys_enter_access, sys_exit_access;
+    Faccessat => sys_enter_faccessat, sys_exit_faccessat;
+    Faccessat2 => sys_enter_faccessat2, sys_exit_faccessat2;
+    Execve => sys_enter_execve, sys_exit_execve;
+    Execveat => sys_enter_execveat, sys_exit_execveat;
+}
+
+/// `--pid` follows descendants: a child of a watched process is watched from its first call.
+#[tracepoint]
+pub fn observer_fork(ctx: TracePointContext) -> u32 {
+    if cfg_flags() & FILTER_PID == 0 {
+        return 0;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: the value is not kept.
+    if unsafe { PIDS.get(&tgid) }.is_none() {
+        return 0;
+    }
+    // SAFETY: offset from sched_process_fork's format.
+    let Ok(child) = (unsafe { ctx.read_at::<i32>(FORK_CHILD_PID_OFFSET) }) else {
+        return 0;
+    };
+    if let Err(e) = PIDS.insert(&(child as u32), &PID_INHERITED, BPF_NOEXIST as u64) {
+        if e != -EEXIST {
+            stat_add(Stat::PidsFull, 1);
+        }
+    }
+    0
+}
+
+/// Forget followed threads and processes when they exit, so a reused pid is not watched.
+#[tracepoint]
+pub fn observer_exit(ctx: TracePointContext) -> u32 {
+    if cfg_flags() & FILTER_PID == 0 {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: offsets from sched_process_exit's format.
+    let tid = unsafe { ctx.read_at::<i32>(EXIT_PID_OFFSET) }.unwrap_or(pid_tgid as i32) as u32;
+    let group_dead = unsafe { ctx.read_at::<u8>(EXIT_GROUP_DEAD_OFFSET) }.unwrap_or(0) != 0;
+    if tid != tgid {
+        // A thread: its tid was added by the fork hook (clone of a thread), not by the user.
+        if matches!(unsafe { PIDS.get(&tid) }, Some(v) if *v == PID_INHERITED) {
+            let _ = PIDS.remove(&tid);
+        }
+    } else if group_dead {
+        let _ = PIDS.remove(&tgid);
+    }
+    0
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

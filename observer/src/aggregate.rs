@@ -1,0 +1,344 @@
+//! Stage 3: the userspace side of aggregation. Each in-kernel key (path hash, tgid, errno,
+//! syscall, dirfd) is learned from its first ring-buffer record (full path, comm, uid, ...); its
+//! count and timestamps come from the kernel's `AGG` map. Rows for the report are the keys grouped
+//! by (absolute path, errno).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use observer_common::{AggKey, AggVal, STATUS_TRUNCATED, STATUS_UNAGGREGATED, Syscall};
+
+use crate::capture::{KernelStats, Sighting};
+use crate::model::{Failure, PID_SAMPLE, Totals};
+use crate::resolve::resolve;
+
+/// Converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to wall-clock time.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    mono_ns: u64,
+    wall: SystemTime,
+}
+
+impl Clock {
+    pub fn now() -> Clock {
+        Clock {
+            mono_ns: monotonic_ns(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// A fixed pairing, for tests.
+    pub fn fixed(mono_ns: u64, wall: SystemTime) -> Clock {
+        Clock { mono_ns, wall }
+    }
+
+    pub fn wall(&self, mono_ns: u64) -> SystemTime {
+        if mono_ns >= self.mono_ns {
+            self.wall + Duration::from_nanos(mono_ns - self.mono_ns)
+        } else {
+            self.wall
+                .checked_sub(Duration::from_nanos(self.mono_ns - mono_ns))
+                .unwrap_or(self.wall)
+        }
+    }
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// What the first record of a key told us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub path: Vec<u8>,
+    pub raw_path: Vec<u8>,
+    pub unresolved: bool,
+    pub truncated: bool,
+    pub syscall: Syscall,
+    pub errno: i32,
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    pub flags: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    info: KeyInfo,
+    /// Counts from earlier lives of the key (the kernel entry was evicted and re-created).
+    base: u64,
+    val: AggVal,
+    first_ns: u64,
+}
+
+/// A failure observer had not seen before: the first sighting of a new (path, errno).
+#[derive(Clone, Debug)]
+pub struct NewFailure {
+    pub info: KeyInfo,
+    pub time: SystemTime,
+}
+
+#[derive(Default)]
+pub struct Store {
+    keys: HashMap<AggKey, Entry>,
+    /// Failures that arrived one by one because the kernel aggregate was full.
+    singles: HashMap<(Vec<u8>, i32, u32, u32), Entry>,
+    rows_seen: HashSet<(Vec<u8>, i32)>,
+    pub kernel: KernelStats,
+    /// Records that did not decode (should stay 0).
+    pub bad_records: u64,
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// Takes one ring-buffer record. Returns the failure when its (path, errno) is new.
+    pub fn on_record(&mut self, buf: &[u8], clock: &Clock) -> Option<NewFailure> {
+        let s = match Sighting::decode(buf) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("{e:#}");
+                self.bad_records += 1;
+                return None;
+            }
+        };
+        self.on_sighting(&s, clock)
+    }
+
+    pub fn on_sighting(&mut self, s: &Sighting, clock: &Clock) -> Option<NewFailure> {
+        let h = &s.hdr;
+        let syscall = Syscall::from_u32(h.key.syscall)?;
+        let r = resolve(h.key.tgid, h.tid, h.key.dfd, &s.path);
+        let info = KeyInfo {
+            path: r.path,
+            raw_path: s.path.clone(),
+            unresolved: r.unresolved,
+            truncated: h.status & STATUS_TRUNCATED != 0,
+            syscall,
+            errno: h.key.errno as i32,
+            tgid: h.key.tgid,
+            tid: h.tid,
+            uid: h.uid,
+            gid: h.gid,
+            comm: s.comm(),
+            flags: h.flags,
+        };
+        let one = AggVal {
+            count: 1,
+            first_ns: h.ts_ns,
+            last_ns: h.ts_ns,
+        };
+        let row = (info.path.clone(), info.errno);
+        if h.status & STATUS_UNAGGREGATED != 0 {
+            let k = (info.path.clone(), info.errno, h.key.syscall, info.tgid);
+            let e = self.singles.entry(k).or_insert_with(|| Entry {
+                info: info.clone(),
+                base: 0,
+                val: AggVal {
+                    count: 0,
+                    first_ns: h.ts_ns,
+                    last_ns: h.ts_ns,
+                },
+                first_ns: h.ts_ns,
+            });
+            e.val.count += 1;
+            e.val.last_ns = e.val.last_ns.max(h.ts_ns);
+        } else {
+            match self.keys.get_mut(&h.key) {
+                Some(e) => {
+                    // The kernel forgot this key and saw it again: keep what it had counted.
+                    e.base += e.val.count;
+                    e.val = one;
+                }
+                None => {
+                    self.keys.insert(
+                        h.key,
+                        Entry {
+                            info: info.clone(),
+                            base: 0,
+                            val: one,
+                            first_ns: h.ts_ns,
+                        },
+                    );
+                }
+            }
+        }
+        if self.rows_seen.insert(row) {
+            Some(NewFailure {
+                info,
+                time: clock.wall(h.ts_ns),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Takes the kernel's current counts. Keys whose first record has not been read yet are
+    /// left for the next call.
+    pub fn update_counts(&mut self, agg: &[(AggKey, AggVal)]) {
+        for (k, v) in agg {
+            if let Some(e) = self.keys.get_mut(k) {
+                // Counts only grow; a smaller value means the map was read mid-update elsewhere.
+                if v.count >= e.val.count {
+                    e.val = *v;
+                }
+            }
+        }
+    }
+
+    /// Keys idle since before `mono_ns` (history mode evicts them from the kernel map).
+    pub fn idle_keys(&self, before_mono_ns: u64) -> Vec<AggKey> {
+        self.keys
+            .iter()
+            .filter(|(_, e)| e.val.last_ns < before_mono_ns)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// The deduplicated rows: every key grouped by (path, errno).
+    pub fn failures(&self, clock: &Clock) -> Vec<Failure> {
+        let mut rows: BTreeMap<(Vec<u8>, i32), Failure> = BTreeMap::new();
+        let mut pidsets: HashMap<(Vec<u8>, i32), BTreeSet<u32>> = HashMap::new();
+        for e in self.keys.values().chain(self.singles.values()) {
+            let count = e.base + e.val.count;
+            if count == 0 {
+                continue;
+            }
+            let i = &e.info;
+            let k = (i.path.clone(), i.errno);
+            let first = clock.wall(e.first_ns.min(e.val.first_ns));
+            let last = clock.wall(e.val.last_ns);
+            let f = rows.entry(k.clone()).or_insert_with(|| Failure {
+                path: i.path.clone(),
+                errno: i.errno,
+                count: 0,
+                syscalls: BTreeMap::new(),
+                open_flags: 0,
+                first_seen: first,
+                last_seen: last,
+                comms: BTreeSet::new(),
+                creds: BTreeSet::new(),
+                pids: BTreeSet::new(),
+                pid_count: 0,
+                truncated: false,
+                unresolved: false,
+            });
+            f.count += count;
+            *f.syscalls.entry(i.syscall).or_insert(0) += count;
+            if i.syscall.intent() == observer_common::Intent::Open {
+                f.open_flags |= i.flags;
+            }
+            f.first_seen = f.first_seen.min(first);
+            f.last_seen = f.last_seen.max(last);
+            f.comms.insert(i.comm.clone());
+            f.creds.insert((i.uid, i.gid));
+            if f.pids.len() < PID_SAMPLE {
+                f.pids.insert(i.tgid);
+            }
+            f.truncated |= i.truncated;
+            f.unresolved |= i.unresolved;
+            pidsets.entry(k).or_default().insert(i.tgid);
+        }
+        for (k, f) in rows.iter_mut() {
+            f.pid_count = pidsets.get(k).map_or(0, |s| s.len() as u64);
+        }
+        rows.into_values().collect()
+    }
+
+    pub fn totals(&self, failures: &[Failure]) -> Totals {
+        Totals {
+            failures: failures.iter().map(|f| f.count).sum(),
+            distinct: failures.len() as u64,
+            lost: self.kernel.lost,
+            overflow: self.kernel.overflow,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observer_common::{COMM_LEN, EventHeader};
+
+    fn sighting(path: &[u8], tgid: u32, errno: u32, sys: Syscall, hash: u64, status: u32) -> Sighting {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..7].copy_from_slice(b"apache2");
+        Sighting {
+            hdr: EventHeader {
+                key: AggKey {
+                    path_hash: hash,
+                    tgid,
+                    errno,
+                    syscall: sys as u32,
+                    dfd: 0,
+                },
+                ts_ns: 1_000,
+                flags: 0,
+                aux: 0,
+                tid: tgid,
+                uid: 33,
+                gid: 33,
+                path_len: path.len() as u32,
+                status,
+                _pad: 0,
+                comm,
+            },
+            path: path.to_vec(),
+        }
+    }
+
+    #[test]
+    fn groups_keys_by_path_and_errno_with_syscall_breakdown() {
+        let clock = Clock::fixed(0, SystemTime::UNIX_EPOCH);
+        let mut st = Store::new();
+        let a = sighting(b"/x", 10, 2, Syscall::Openat, 1, 0);
+        let b = sighting(b"/x", 11, 2, Syscall::Newfstatat, 2, 0);
+        let c = sighting(b"/x", 10, 13, Syscall::Openat, 3, 0);
+        assert!(st.on_sighting(&a, &clock).is_some());
+        assert!(st.on_sighting(&b, &clock).is_none(), "same (path, errno) is not new");
+        assert!(st.on_sighting(&c, &clock).is_some(), "other errno is a new row");
+        st.update_counts(&[
+            (a.hdr.key, AggVal { count: 3, first_ns: 1_000, last_ns: 5_000 }),
+            (b.hdr.key, AggVal { count: 9, first_ns: 1_000, last_ns: 9_000 }),
+        ]);
+        let rows = st.failures(&clock);
+        assert_eq!(rows.len(), 2);
+        let enoent = rows.iter().find(|f| f.errno == 2).unwrap();
+        assert_eq!(enoent.count, 12);
+        assert_eq!(enoent.syscalls[&Syscall::Openat], 3);
+        assert_eq!(enoent.syscalls[&Syscall::Newfstatat], 9);
+        assert_eq!(enoent.pid_count, 2);
+        assert_eq!(st.totals(&rows).failures, 13);
+    }
+
+    #[test]
+    fn unaggregated_records_count_one_each_and_reseen_keys_keep_their_history() {
+        let clock = Clock::fixed(0, SystemTime::UNIX_EPOCH);
+        let mut st = Store::new();
+        let s = sighting(b"/o", 1, 2, Syscall::Access, 7, STATUS_UNAGGREGATED);
+        for _ in 0..5 {
+            st.on_sighting(&s, &clock);
+        }
+        let k = sighting(b"/k", 1, 2, Syscall::Access, 8, 0);
+        st.on_sighting(&k, &clock);
+        st.update_counts(&[(k.hdr.key, AggVal { count: 40, first_ns: 1_000, last_ns: 2_000 })]);
+        // Evicted in the kernel, then seen again.
+        st.on_sighting(&k, &clock);
+        st.update_counts(&[(k.hdr.key, AggVal { count: 2, first_ns: 3_000, last_ns: 3_000 })]);
+        let rows = st.failures(&clock);
+        let o = rows.iter().find(|f| f.path == b"/o").unwrap();
+        let kk = rows.iter().find(|f| f.path == b"/k").unwrap();
+        assert_eq!(o.count, 5);
+        assert_eq!(kk.count, 42);
+    }
+}

@@ -1,0 +1,159 @@
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Parser;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::signal::unix::{SignalKind, signal};
+
+use observer::aggregate::{Clock, Store};
+use observer::capture::Capture;
+use observer::cli::{Cli, Format};
+use observer::output;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::new()
+        .filter_level(if cli.verbose {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Warn
+        })
+        .format_timestamp(None)
+        .format_target(false)
+        .init();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("observer: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("observer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let filter = cli.select.filter()?;
+    let format = cli.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Live
+    } else {
+        Format::Table
+    });
+    // Fail on an unwritable --output before capturing anything, not after.
+    let mut out_file = match &cli.output {
+        Some(p) => Some(output::create_private(p)?),
+        None => None,
+    };
+
+    let mut cap = Capture::start(&filter, cli.verbose)?;
+    let clock = Clock::now();
+    let started = SystemTime::now();
+    for (sys, why) in &cap.skipped {
+        log::warn!("{} not hooked: {why}", sys.name());
+    }
+    eprintln!(
+        "observer: watching {} ({} syscalls hooked); {}",
+        filter.describe(),
+        cap.attached.len(),
+        match cli.duration {
+            Some(d) => format!("report in {}", humantime::format_duration(d)),
+            None => "Ctrl-C for the report".to_string(),
+        }
+    );
+
+    let rb = cap.events.take().context("ring buffer already taken")?;
+    // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
+    let mut events = unsafe { AsyncFd::register_with_interest(rb, Interest::READABLE) }
+        .map_err(|e| anyhow!("registering the ring buffer with the runtime: {e}"))?;
+    let mut store = Store::new();
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let deadline = cli.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut tick = tokio::time::interval(cli.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut live = (format == Format::Live).then(output::Live::start);
+    let stdout = std::io::stdout();
+
+    loop {
+        tokio::select! {
+            r = events.readable_mut() => {
+                let mut guard = r.context("waiting on the ring buffer")?;
+                while let Some(item) = guard.get_inner_mut().next() {
+                    if let Some(new) = store.on_record(&item, &clock) {
+                        if format == Format::Jsonl {
+                            let mut lock = stdout.lock();
+                            // A closed pipe ends the run like Ctrl-C.
+                            if writeln!(lock, "{}", output::jsonl_line(&new)).and_then(|()| lock.flush()).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                cap.flush_logs();
+                if let Some(l) = live.as_mut() {
+                    store.update_counts(&cap.read_aggregate()?);
+                    store.kernel = cap.kernel_stats()?;
+                    let _ = cap.refresh_cgroups();
+                    l.draw(&store, &clock, &filter, started, cli.top);
+                } else if !filter.cgroups.is_empty() {
+                    let _ = cap.refresh_cgroups();
+                }
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sleep_until(deadline) => break,
+        }
+    }
+    if let Some(l) = live.take() {
+        l.stop();
+    }
+    // Final: everything the kernel delivered, then its counts.
+    while let Some(item) = events.get_mut().next() {
+        if let Some(new) = store.on_record(&item, &clock) {
+            if format == Format::Jsonl {
+                println!("{}", output::jsonl_line(&new));
+            }
+        }
+    }
+    store.update_counts(&cap.read_aggregate()?);
+    store.kernel = cap.kernel_stats()?;
+    cap.flush_logs();
+    let report = output::Report::build(&store, &clock, &filter, started, SystemTime::now());
+    let text = report.render(format, cli.top);
+    match out_file.as_mut() {
+        Some(f) => {
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.flush())
+                .with_context(|| format!("writing {}", cli.output.as_ref().map(|p| p.display().to_string()).unwrap_or_default()))?;
+        }
+        None => {
+            let mut lock = stdout.lock();
+            let _ = lock.write_all(text.as_bytes()).and_then(|()| lock.flush());
+        }
+    }
+    if report.totals.lost > 0 {
+        eprintln!(
+            "observer: {} failure(s) were lost (ring buffer full); counts are lower bounds",
+            report.totals.lost
+        );
+    }
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending::<()>().await,
+    }
+}

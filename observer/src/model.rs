@@ -1,0 +1,120 @@
+//! The data the report stages work on: one deduplicated failure per (absolute path, errno), with
+//! everything the capture learned about it. Capture fills these; rank, hints and render read them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+
+pub use observer_common::{Intent, Syscall};
+
+/// How many distinct pids a row keeps as a sample.
+pub const PID_SAMPLE: usize = 8;
+
+/// One deduplicated failure: every failing call on `path` that returned `errno`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    /// The path as the process named it, made absolute when observer could resolve it. Raw bytes:
+    /// a file name is attacker-controlled and need not be UTF-8.
+    pub path: Vec<u8>,
+    /// Positive errno value (2 = ENOENT).
+    pub errno: i32,
+    /// Total failing calls.
+    pub count: u64,
+    /// Calls per syscall.
+    pub syscalls: BTreeMap<Syscall, u64>,
+    /// Union of the open flags of the failing open-family calls (O_ACCMODE bits, O_CREAT, ...).
+    pub open_flags: u64,
+    pub first_seen: SystemTime,
+    pub last_seen: SystemTime,
+    /// Process names (comm) that made the calls.
+    pub comms: BTreeSet<String>,
+    /// (uid, gid) pairs of the calling processes.
+    pub creds: BTreeSet<(u32, u32)>,
+    /// Up to PID_SAMPLE distinct tgids.
+    pub pids: BTreeSet<u32>,
+    /// Distinct tgids seen (may exceed the sample).
+    pub pid_count: u64,
+    /// The kernel cut the path at PATH_MAX.
+    pub truncated: bool,
+    /// A relative path that could not be made absolute (the process was gone): `path` is raw.
+    pub unresolved: bool,
+}
+
+impl Failure {
+    pub fn intents(&self) -> BTreeSet<IntentKey> {
+        self.syscalls
+            .keys()
+            .map(|s| IntentKey::from(s.intent()))
+            .collect()
+    }
+
+    pub fn path_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
+}
+
+/// `Intent` with an order, for sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IntentKey {
+    Open,
+    Stat,
+    Access,
+    Exec,
+}
+
+impl From<Intent> for IntentKey {
+    fn from(i: Intent) -> Self {
+        match i {
+            Intent::Open => IntentKey::Open,
+            Intent::Stat => IntentKey::Stat,
+            Intent::Access => IntentKey::Access,
+            Intent::Exec => IntentKey::Exec,
+        }
+    }
+}
+
+/// What the whole capture saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Failing calls, all rows.
+    pub failures: u64,
+    /// Distinct (path, errno) rows.
+    pub distinct: u64,
+    /// Failures the kernel could not deliver (ring buffer full).
+    pub lost: u64,
+    /// Failures delivered one by one because the in-kernel aggregate was full (not lost).
+    pub overflow: u64,
+}
+
+/// The context ranking needs beyond the row itself.
+#[derive(Clone, Debug)]
+pub struct RankContext {
+    /// When capture began (ad-hoc) or the report window starts (history).
+    pub window_start: SystemTime,
+    /// When the report is made.
+    pub now: SystemTime,
+    /// Seconds after `window_start` during which a failure counts as "present from the start".
+    pub warmup_secs: u64,
+    /// History mode: (path, errno) pairs that failed before the window. `None` in ad-hoc mode.
+    pub baseline: Option<BTreeSet<(Vec<u8>, i32)>>,
+}
+
+/// A hint: what the live filesystem says about a failure and what to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hint {
+    /// Machine-readable kind, e.g. "near_match", "package_file_missing", "permission_denied".
+    pub kind: String,
+    pub message: String,
+    pub suggestion: Option<String>,
+    /// How much this hint says "this is the culprit" (0 = informational).
+    pub weight: f64,
+}
+
+/// A row after ranking.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ranked {
+    pub rank: usize,
+    pub failure: Failure,
+    pub score: f64,
+    pub reasons: Vec<String>,
+    pub hints: Vec<Hint>,
+}
