@@ -211,11 +211,17 @@ fn errno_wanted(cfg: &Config, errno: u32) -> bool {
     if flags & observer_common::FILTER_ERRNO == 0 {
         return true;
     }
-    let word = (errno / 64) as usize;
-    if word >= observer_common::ERRNO_MASK_WORDS {
-        return false;
-    }
-    let mask = unsafe { core::ptr::read_volatile(&raw const cfg.errno_mask[word]) };
+    // Constant offsets only: with a computed index LLVM may bound-check one register and index
+    // with another, which the verifier rejects.
+    // SAFETY: reads of our own static, volatile so load-time values are used.
+    let mask = unsafe {
+        match errno >> 6 {
+            0 => core::ptr::read_volatile(&raw const cfg.errno_mask[0]),
+            1 => core::ptr::read_volatile(&raw const cfg.errno_mask[1]),
+            2 => core::ptr::read_volatile(&raw const cfg.errno_mask[2]),
+            _ => return false,
+        }
+    };
     mask & (1u64 << (errno % 64)) != 0
 }
 

@@ -452,10 +452,17 @@ fn explain_load_error(e: anyhow::Error) -> anyhow::Error {
     if log::log_enabled!(log::Level::Debug) {
         return e;
     }
-    // Verifier logs are long: keep the first line unless --verbose.
-    let first = text.lines().next().unwrap_or_default().to_string();
+    // Verifier logs are long: keep the line saying what was rejected unless --verbose.
+    let verdict = text
+        .lines()
+        .take_while(|l| !l.starts_with("verification time"))
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or_default();
+    let first = text.lines().next().unwrap_or_default();
     if first.len() < text.len() {
-        anyhow!("{first} (run with --verbose for the verifier log)")
+        let first = first.split(" Verifier output:").next().unwrap_or(first);
+        anyhow!("{first}: verifier: {verdict} (run with --verbose for the whole log)")
     } else {
         e
     }
@@ -536,7 +543,14 @@ fn collect_cgroup_ids(path: &Path, ids: &mut BTreeSet<u64>, depth: usize) -> Res
         if unsafe { libc::statfs(c.as_ptr(), &mut sfs) } == 0
             && sfs.f_type != libc::CGROUP2_SUPER_MAGIC
         {
-            bail!("not on a cgroup v2 filesystem (expected e.g. /sys/fs/cgroup/system.slice/apache2.service)");
+            let v2 = cgroup2_mounts();
+            bail!(
+                "not a cgroup v2 directory ({})",
+                match v2.first() {
+                    Some(m) => format!("this host's cgroup v2 hierarchy is mounted at {m}"),
+                    None => "this host has no cgroup v2 hierarchy mounted".to_string(),
+                }
+            );
         }
     }
     // On cgroup v2 a cgroup's id is its directory's inode number.
@@ -549,6 +563,20 @@ fn collect_cgroup_ids(path: &Path, ids: &mut BTreeSet<u64>, depth: usize) -> Res
         }
     }
     Ok(())
+}
+
+/// Mount points of cgroup v2 (`/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified` on
+/// hybrid ones).
+pub fn cgroup2_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+            (fstype == "cgroup2").then(|| dir.to_string())
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,248 @@
+//! A child for the integration tests and the benchmark: sets its comm, then makes exactly the
+//! syscalls it is told to, through raw `syscall(2)` so glibc cannot substitute another one.
+//!
+//! usage: failer [--comm NAME] [--threads N] [--fork] [--chdir DIR] [--setuid UID:GID]
+//!               [--wait] [--repeat N] [--linger MS] ACTION...
+//!   ACTION = SYSCALL:PATH          e.g. openat:/nope, newfstatat:/nope, execve:/nope
+//!          | SYSCALL@DIR:PATH       dirfd-relative: open DIR, then SYSCALL(dirfd, PATH)
+//!          | empty-fstat            newfstatat(-1, "", AT_EMPTY_PATH): an fstat, not a lookup
+//!   PATH may be `hex:<hex bytes>` for names that do not survive a command line.
+//!   --wait: read one line from stdin before acting (lets a test move us into a cgroup first).
+//!   bench --calls N --rounds R [--comm NAME]: time failing openat calls, one line per round in
+//!   ns/call.
+use std::ffi::CString;
+use std::io::BufRead;
+use std::time::Instant;
+
+fn die(msg: &str) -> ! {
+    eprintln!("failer: {msg}");
+    std::process::exit(2);
+}
+
+fn set_comm(name: &str) {
+    let c = CString::new(name).unwrap_or_else(|_| die("comm with NUL"));
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+fn path_bytes(s: &str) -> Vec<u8> {
+    match s.strip_prefix("hex:") {
+        Some(h) => (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap_or_else(|_| die("bad hex")))
+            .collect(),
+        None => s.as_bytes().to_vec(),
+    }
+}
+
+#[derive(Clone)]
+struct Action {
+    syscall: String,
+    dir: Option<Vec<u8>>,
+    path: Vec<u8>,
+}
+
+fn parse_action(a: &str) -> Action {
+    if a == "empty-fstat" {
+        return Action {
+            syscall: a.into(),
+            dir: None,
+            path: Vec::new(),
+        };
+    }
+    let (head, path) = a.split_once(':').unwrap_or_else(|| die(&format!("bad action {a}")));
+    let (syscall, dir) = match head.split_once('@') {
+        Some((s, d)) => (s.to_string(), Some(path_bytes(d))),
+        None => (head.to_string(), None),
+    };
+    Action {
+        syscall,
+        dir,
+        path: path_bytes(path),
+    }
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Makes the call; returns the raw result (negative errno as -1 with errno set).
+fn call(a: &Action, dirfd: i32) -> i64 {
+    let p = CString::new(a.path.clone()).unwrap_or_else(|_| die("path with NUL"));
+    let p = p.as_ptr();
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::uninit();
+    let argv: [*const libc::c_char; 2] = [p, std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: raw syscalls with valid pointers for their duration.
+    unsafe {
+        match a.syscall.as_str() {
+            "open" => libc::syscall(libc::SYS_open, p, libc::O_RDONLY),
+            "openat" => libc::syscall(libc::SYS_openat, dirfd, p, libc::O_RDONLY),
+            "openat2" => {
+                let how = OpenHow {
+                    flags: libc::O_RDONLY as u64,
+                    mode: 0,
+                    resolve: 0,
+                };
+                libc::syscall(libc::SYS_openat2, dirfd, p, &how, std::mem::size_of::<OpenHow>())
+            }
+            "creat" => libc::syscall(libc::SYS_creat, p, 0o644),
+            "newstat" => libc::syscall(libc::SYS_stat, p, st.as_mut_ptr()),
+            "newlstat" => libc::syscall(libc::SYS_lstat, p, st.as_mut_ptr()),
+            "newfstatat" => libc::syscall(libc::SYS_newfstatat, dirfd, p, st.as_mut_ptr(), 0),
+            "statx" => libc::syscall(libc::SYS_statx, dirfd, p, 0, libc::STATX_BASIC_STATS, stx.as_mut_ptr()),
+            "access" => libc::syscall(libc::SYS_access, p, libc::R_OK),
+            "faccessat" => libc::syscall(libc::SYS_faccessat, dirfd, p, libc::R_OK),
+            "faccessat2" => libc::syscall(libc::SYS_faccessat2, dirfd, p, libc::R_OK, 0),
+            "execve" => libc::syscall(libc::SYS_execve, p, argv.as_ptr(), envp.as_ptr()),
+            "execveat" => libc::syscall(libc::SYS_execveat, dirfd, p, argv.as_ptr(), envp.as_ptr(), 0),
+            "empty-fstat" => {
+                libc::syscall(libc::SYS_newfstatat, -1, c"".as_ptr(), st.as_mut_ptr(), libc::AT_EMPTY_PATH)
+            }
+            other => die(&format!("unknown syscall {other}")),
+        }
+    }
+}
+
+fn perform(actions: &[Action], repeat: u64) {
+    for a in actions {
+        let dirfd = match &a.dir {
+            Some(d) => {
+                let c = CString::new(d.clone()).unwrap_or_else(|_| die("dir with NUL"));
+                // SAFETY: valid C string.
+                let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+                if fd < 0 {
+                    die("cannot open dirfd directory");
+                }
+                fd
+            }
+            None => libc::AT_FDCWD,
+        };
+        for _ in 0..repeat {
+            let r = call(a, dirfd);
+            if r >= 0 && (a.syscall.starts_with("open") || a.syscall == "creat") {
+                // SAFETY: r is an fd we own.
+                unsafe { libc::close(r as i32) };
+            }
+        }
+        // The dirfd stays open until exit, so observer can read where it points.
+    }
+}
+
+fn bench(args: &[String]) {
+    let mut calls = 1_000_000u64;
+    let mut rounds = 5;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--calls" => calls = args[i + 1].parse().unwrap_or_else(|_| die("--calls")),
+            "--rounds" => rounds = args[i + 1].parse().unwrap_or_else(|_| die("--rounds")),
+            "--comm" => set_comm(&args[i + 1]),
+            a => die(&format!("unknown bench arg {a}")),
+        }
+        i += 2;
+    }
+    let p = c"/nonexistent-observer-bench/missing.php";
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..calls {
+            // SAFETY: valid C string.
+            unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), libc::O_RDONLY) };
+        }
+        println!("{:.1}", t.elapsed().as_nanos() as f64 / calls as f64);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("bench") {
+        return bench(&args[1..]);
+    }
+    let mut threads = 1usize;
+    let mut fork = false;
+    let mut wait = false;
+    let mut repeat = 1u64;
+    let mut linger_ms = 0u64;
+    let mut actions = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let next = || args.get(i + 1).cloned().unwrap_or_else(|| die(&format!("{a} needs a value")));
+        match a {
+            "--comm" => {
+                set_comm(&next());
+                i += 1;
+            }
+            "--threads" => {
+                threads = next().parse().unwrap_or_else(|_| die("--threads"));
+                i += 1;
+            }
+            "--repeat" => {
+                repeat = next().parse().unwrap_or_else(|_| die("--repeat"));
+                i += 1;
+            }
+            "--linger" => {
+                linger_ms = next().parse().unwrap_or_else(|_| die("--linger MS"));
+                i += 1;
+            }
+            "--chdir" => {
+                std::env::set_current_dir(next()).unwrap_or_else(|e| die(&format!("chdir: {e}")));
+                i += 1;
+            }
+            "--setuid" => {
+                let v = next();
+                let (u, g) = v.split_once(':').unwrap_or_else(|| die("--setuid UID:GID"));
+                let (u, g): (u32, u32) = (u.parse().unwrap_or_else(|_| die("uid")), g.parse().unwrap_or_else(|_| die("gid")));
+                // SAFETY: plain credential syscalls; groups cleared first.
+                unsafe {
+                    if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(g) != 0 || libc::setuid(u) != 0 {
+                        die("cannot drop privileges");
+                    }
+                }
+                i += 1;
+            }
+            "--fork" => fork = true,
+            "--wait" => wait = true,
+            _ => actions.push(parse_action(a)),
+        }
+        i += 1;
+    }
+    if wait {
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+    }
+    if fork {
+        // SAFETY: single-threaded here; the child only makes syscalls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            perform(&actions, repeat);
+            // SAFETY: leave without running the parent's atexit handlers.
+            unsafe { libc::_exit(0) };
+        }
+        let mut st = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        println!("{pid}");
+        return;
+    }
+    if threads > 1 {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                let acts = actions.clone();
+                std::thread::spawn(move || perform(&acts, repeat))
+            })
+            .collect();
+        for h in hs {
+            let _ = h.join();
+        }
+    } else {
+        perform(&actions, repeat);
+    }
+    // A server worker outlives its failing call; a short-lived child that must have its
+    // relative paths resolved lingers like one.
+    std::thread::sleep(std::time::Duration::from_millis(linger_ms));
+}

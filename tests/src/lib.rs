@@ -1,0 +1,226 @@
+//! Harness for the privileged integration tests: start the real observer binary, make real
+//! failing syscalls from child processes with a unique comm, stop observer, read its JSON.
+//!
+//! Tests panic with a message (aya's test/README.md), and filter on their own comm or pids so
+//! another `apache2` on the host cannot disturb them.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The observer binary under test (xtask sets OBSERVER_BIN to the release build).
+pub fn observer_bin() -> PathBuf {
+    match std::env::var_os("OBSERVER_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/observer"),
+    }
+}
+
+/// The failer helper binary.
+pub fn failer_bin() -> PathBuf {
+    // Integration tests get CARGO_BIN_EXE_failer; the library finds it beside the test binary.
+    if let Some(p) = std::env::var_os("FAILER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    dir.join("failer")
+}
+
+/// A comm unique to this test run: at most 15 bytes.
+pub fn unique_comm(tag: &str) -> String {
+    let n = std::process::id() % 100_000;
+    let mut s = format!("{tag}{n}");
+    s.truncate(15);
+    s
+}
+
+pub struct Observer {
+    child: Child,
+    stderr_rx: mpsc::Receiver<String>,
+    pub stderr: Vec<String>,
+}
+
+impl Observer {
+    /// Starts observer with `args` plus `--format json`, and waits until it says it is watching.
+    pub fn start(args: &[&str]) -> Observer {
+        Self::start_with(args, &["--format", "json"])
+    }
+
+    pub fn start_with(args: &[&str], extra: &[&str]) -> Observer {
+        let mut child = Command::new(observer_bin())
+            .args(args)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", observer_bin().display()));
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut o = Observer {
+            child,
+            stderr_rx: rx,
+            stderr: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            match o.stderr_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    let ready = line.contains(": watching ");
+                    o.stderr.push(line);
+                    if ready {
+                        return o;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let st = o.child.wait().ok();
+                    panic!("observer exited before watching ({st:?}): {:?}", o.stderr);
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = o.child.kill();
+                panic!("observer did not start watching within 90 s: {:?}", o.stderr);
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGINT, then the JSON report it prints.
+    pub fn stop(self) -> Value {
+        let (out, _) = self.stop_raw();
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("observer printed invalid JSON ({e}): {out}"))
+    }
+
+    /// SIGINT; returns (stdout, stderr lines).
+    pub fn stop_raw(mut self) -> (String, Vec<String>) {
+        // Let the last exits drain from the ring buffer before asking for the report.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("stdout piped")
+            .read_to_string(&mut out)
+            .expect("read observer stdout");
+        let st = self.child.wait().expect("wait observer");
+        while let Ok(l) = self.stderr_rx.recv_timeout(Duration::from_millis(500)) {
+            self.stderr.push(l);
+        }
+        assert!(st.success(), "observer exited with {st}: {:?}", self.stderr);
+        (out, std::mem::take(&mut self.stderr))
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs failer with `args`; panics when it fails to run.
+pub fn failer(args: &[&str]) -> Output {
+    let out = Command::new(failer_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run failer: {e}"));
+    assert!(
+        out.status.success(),
+        "failer {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The exact bytes of a report row's path (plain string, or `path_base64` when not UTF-8).
+pub fn path_of(row: &Value) -> Vec<u8> {
+    if let Some(b) = row.get("path_base64").and_then(Value::as_str) {
+        return base64_decode(b);
+    }
+    row["path"].as_str().expect("path").as_bytes().to_vec()
+}
+
+/// Rows of a report whose path is `path`.
+pub fn rows_for<'a>(report: &'a Value, path: &[u8]) -> Vec<&'a Value> {
+    report["paths"]
+        .as_array()
+        .expect("paths array")
+        .iter()
+        .filter(|r| path_of(r) == path)
+        .collect()
+}
+
+/// The single row for (path, errno name); panics with the report when absent or duplicated.
+pub fn row<'a>(report: &'a Value, path: &[u8], errno: &str) -> &'a Value {
+    let rows: Vec<&Value> = rows_for(report, path)
+        .into_iter()
+        .filter(|r| r["errno"] == errno)
+        .collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "expected one row for {:?} {errno}, report: {report:#}",
+        String::from_utf8_lossy(path)
+    );
+    rows[0]
+}
+
+pub fn count(row: &Value, syscall: &str) -> u64 {
+    row["syscalls"][syscall].as_u64().unwrap_or(0)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::from("hex:");
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+pub fn base64_decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = A.iter().position(|&a| a == c).expect("base64 alphabet") as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_root() -> String {
+    std::fs::read_to_string("/proc/self/mounts")
+        .expect("/proc/self/mounts")
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
+        })
+        .expect("a cgroup v2 mount")
+}

@@ -1,0 +1,296 @@
+//! Capture engine, against the real kernel: each hooked syscall, the filters, path resolution,
+//! hostile names, forks and threads, and an exact count under a storm.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use observer_tests::{Observer, count, failer, failer_bin, hex, path_of, row, rows_for, unique_comm};
+
+const MISSING_DIR: &str = "/nonexistent-observer-test";
+
+fn missing(name: &str) -> String {
+    format!("{MISSING_DIR}/{name}")
+}
+
+#[test]
+fn reports_exactly_the_failing_openat_and_stat_of_the_watched_comm() {
+    let comm = unique_comm("obs-basic");
+    let other = unique_comm("obs-other");
+    let obs = Observer::start(&["--comm", &comm]);
+    let open_path = missing("basic-open.conf");
+    let stat_path = missing("basic-stat.php");
+    failer(&["--comm", &comm, "--repeat", "3", &format!("openat:{open_path}")]);
+    failer(&["--comm", &comm, "--repeat", "2", &format!("newfstatat:{stat_path}")]);
+    failer(&["--comm", &other, "--repeat", "5", &format!("openat:{}", missing("other.conf"))]);
+    let report = obs.stop();
+
+    let paths: Vec<Vec<u8>> = report["paths"].as_array().unwrap().iter().map(path_of).collect();
+    assert_eq!(paths.len(), 2, "only the two failing paths of {comm}: {report:#}");
+    let o = row(&report, open_path.as_bytes(), "ENOENT");
+    assert_eq!(o["count"], 3);
+    assert_eq!(count(o, "openat"), 3);
+    assert_eq!(o["comms"][0], comm.as_str());
+    let s = row(&report, stat_path.as_bytes(), "ENOENT");
+    assert_eq!(s["count"], 2);
+    assert_eq!(count(s, "newfstatat"), 2);
+    assert_eq!(report["totals"]["failures"], 5);
+    assert_eq!(report["totals"]["distinct"], 2);
+    assert_eq!(report["totals"]["lost"], 0);
+}
+
+#[test]
+fn every_hooked_syscall_is_reported_with_its_name_errno_and_absolute_path() {
+    let comm = unique_comm("obs-each");
+    let obs = Observer::start(&["--comm", &comm]);
+    let cases = [
+        "open", "openat", "openat2", "creat", "newstat", "newlstat", "newfstatat", "statx", "access",
+        "faccessat", "faccessat2", "execve",
+    ];
+    let mut args = vec!["--comm".to_string(), comm.clone()];
+    for c in cases {
+        args.push(format!("{c}:{}", missing(&format!("each-{c}"))));
+    }
+    // execveat relative to a dirfd (kept open while failer lingers, so it resolves).
+    args.push("--linger".to_string());
+    args.push("1000".to_string());
+    args.push("execveat@/usr:each-execveat".to_string());
+    // Successes and fstat-by-fd are not reported.
+    args.push("openat:/etc/hostname".to_string());
+    args.push("newfstatat:/".to_string());
+    args.push("empty-fstat".to_string());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    failer(&argv);
+    let report = obs.stop();
+
+    for c in cases {
+        let p = missing(&format!("each-{c}"));
+        let r = row(&report, p.as_bytes(), "ENOENT");
+        assert_eq!(r["count"], 1, "{c}: {r:#}");
+        assert_eq!(count(r, c), 1, "{c} must be named as the syscall: {r:#}");
+    }
+    let r = row(&report, b"/usr/each-execveat", "ENOENT");
+    assert_eq!(count(r, "execveat"), 1);
+    assert!(rows_for(&report, b"/etc/hostname").is_empty(), "success reported: {report:#}");
+    assert!(rows_for(&report, b"/").is_empty(), "success reported: {report:#}");
+    assert!(rows_for(&report, b"").is_empty(), "fstat(fd) is not a path lookup: {report:#}");
+    assert_eq!(report["paths"].as_array().unwrap().len(), cases.len() + 1, "{report:#}");
+}
+
+#[test]
+fn errnos_other_than_enoent_are_named() {
+    let comm = unique_comm("obs-errno");
+    let dir = tempdir("errno");
+    std::fs::write(format!("{dir}/file"), b"x").unwrap();
+    let obs = Observer::start(&["--comm", &comm]);
+    // ENOTDIR: a file used as a directory.
+    failer(&["--comm", &comm, &format!("openat:{dir}/file/.htaccess")]);
+    // EACCES: an unprivileged uid reading a root-only directory.
+    std::fs::create_dir(format!("{dir}/secret")).unwrap();
+    set_mode(&format!("{dir}/secret"), 0o700);
+    set_mode(&dir, 0o755);
+    failer(&["--comm", &comm, "--setuid", "65534:65534", &format!("openat:{dir}/secret/config.php")]);
+    let report = obs.stop();
+    row(&report, format!("{dir}/file/.htaccess").as_bytes(), "ENOTDIR");
+    let r = row(&report, format!("{dir}/secret/config.php").as_bytes(), "EACCES");
+    assert_eq!(r["uids"][0]["uid"], 65534, "{r:#}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn errno_filter_keeps_only_the_named_errors() {
+    let comm = unique_comm("obs-efilt");
+    let dir = tempdir("efilt");
+    std::fs::write(format!("{dir}/file"), b"x").unwrap();
+    let obs = Observer::start(&["--comm", &comm, "--errno", "ENOTDIR"]);
+    failer(&["--comm", &comm, &format!("openat:{dir}/file/x"), &format!("openat:{}", missing("efilt"))]);
+    let report = obs.stop();
+    assert_eq!(report["paths"].as_array().unwrap().len(), 1, "{report:#}");
+    row(&report, format!("{dir}/file/x").as_bytes(), "ENOTDIR");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn syscalls_option_narrows_the_hooks() {
+    let comm = unique_comm("obs-sysf");
+    let obs = Observer::start(&["--comm", &comm, "--syscalls", "stat"]);
+    failer(&["--comm", &comm, &format!("openat:{}", missing("sysf-open")), &format!("statx:{}", missing("sysf-statx"))]);
+    let report = obs.stop();
+    assert_eq!(report["paths"].as_array().unwrap().len(), 1, "{report:#}");
+    row(&report, missing("sysf-statx").as_bytes(), "ENOENT");
+}
+
+#[test]
+fn relative_and_dirfd_paths_resolve_to_absolute() {
+    let comm = unique_comm("obs-rel");
+    let dir = tempdir("rel");
+    let obs = Observer::start(&["--comm", &comm]);
+    failer(&[
+        "--comm",
+        &comm,
+        "--linger",
+        "1000",
+        "--chdir",
+        &dir,
+        "openat:missing-relative.php",
+        "newfstatat:./sub/../also-missing",
+        &format!("openat@{dir}:by-dirfd/userdb"),
+        "faccessat@/usr/share:nope/dirfd-access",
+    ]);
+    let report = obs.stop();
+    row(&report, format!("{dir}/missing-relative.php").as_bytes(), "ENOENT");
+    row(&report, format!("{dir}/sub/../also-missing").as_bytes(), "ENOENT");
+    row(&report, format!("{dir}/by-dirfd/userdb").as_bytes(), "ENOENT");
+    let r = row(&report, b"/usr/share/nope/dirfd-access", "ENOENT");
+    assert_eq!(r["resolved"], true);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn long_and_hostile_paths_arrive_byte_exact() {
+    let comm = unique_comm("obs-bytes");
+    let obs = Observer::start(&["--comm", &comm]);
+    // 4000 bytes: components of 199 bytes under a missing directory.
+    let mut long = String::from(MISSING_DIR);
+    while long.len() + 200 <= 4000 {
+        long.push('/');
+        long.push_str(&"a".repeat(199));
+    }
+    while long.len() < 4000 {
+        long.push('b');
+    }
+    assert_eq!(long.len(), 4000);
+    let mut hostile = format!("{MISSING_DIR}/evil\nline\x1b[31mred\x1b]0;title\x07").into_bytes();
+    hostile.extend_from_slice(b"\xff\xfe-latin1-\xe9.php");
+    failer(&["--comm", &comm, &format!("openat:{long}"), &format!("openat:{}", hex(&hostile))]);
+    let report = obs.stop();
+    let r = row(&report, long.as_bytes(), "ENOENT");
+    assert_eq!(r["truncated"], false);
+    assert_eq!(path_of(r).len(), 4000);
+    let h = row(&report, &hostile, "ENOENT");
+    assert!(h.get("path_base64").is_some(), "non-UTF-8 path needs its exact bytes: {h:#}");
+}
+
+#[test]
+fn a_path_longer_than_path_max_is_marked_truncated() {
+    let comm = unique_comm("obs-trunc");
+    let obs = Observer::start(&["--comm", &comm]);
+    let long = format!("{MISSING_DIR}/{}", "c/".repeat(2100));
+    failer(&["--comm", &comm, &format!("openat:{long}")]);
+    let report = obs.stop();
+    let rows = report["paths"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{report:#}");
+    assert_eq!(rows[0]["errno"], "ENAMETOOLONG");
+    assert_eq!(rows[0]["truncated"], true);
+    assert_eq!(path_of(&rows[0]).len(), 4095);
+    assert!(long.as_bytes().starts_with(&path_of(&rows[0])));
+}
+
+#[test]
+fn forked_children_and_threads_are_followed() {
+    let comm = unique_comm("obs-fork");
+    let obs = Observer::start(&["--comm", &comm]);
+    let out = failer(&["--comm", &comm, "--fork", &format!("openat:{}", missing("from-child"))]);
+    let child_pid: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    failer(&["--comm", &comm, "--threads", "4", "--repeat", "25", &format!("newfstatat:{}", missing("from-threads"))]);
+    let report = obs.stop();
+    let r = row(&report, missing("from-child").as_bytes(), "ENOENT");
+    assert_eq!(r["pids"][0].as_u64(), Some(child_pid), "{r:#}");
+    let t = row(&report, missing("from-threads").as_bytes(), "ENOENT");
+    assert_eq!(t["count"], 100);
+}
+
+#[test]
+fn pid_selects_exactly_that_process_and_its_descendants() {
+    let comm = unique_comm("obs-pid");
+    let path = missing("pid-selected");
+    // Two identical children, both waiting for a go; only one is selected by --pid.
+    let mut a = spawn_waiting(&comm, &[&format!("openat:{path}"), "--fork"]);
+    let mut b = spawn_waiting(&comm, &[&format!("openat:{}", missing("pid-not-selected"))]);
+    let obs = Observer::start(&["--pid", &a.id().to_string()]);
+    go(&mut a);
+    go(&mut b);
+    let report = obs.stop();
+    let r = row(&report, path.as_bytes(), "ENOENT");
+    // The forked grandchild made the call: --pid follows descendants.
+    assert_eq!(r["count"], 1);
+    assert_ne!(r["pids"][0].as_u64(), Some(a.id() as u64));
+    assert_eq!(report["paths"].as_array().unwrap().len(), 1, "{report:#}");
+}
+
+#[test]
+fn cgroup_selects_exactly_its_processes() {
+    let comm = unique_comm("obs-cg");
+    let root = observer_tests::cgroup2_root();
+    let cg = format!("{root}/observer-test-{}", std::process::id());
+    std::fs::create_dir_all(&cg).unwrap_or_else(|e| panic!("cannot create cgroup {cg}: {e}"));
+    let inside = missing("cgroup-inside");
+    let mut a = spawn_waiting(&comm, &[&format!("openat:{inside}")]);
+    let mut b = spawn_waiting(&comm, &[&format!("openat:{}", missing("cgroup-outside"))]);
+    std::fs::write(format!("{cg}/cgroup.procs"), a.id().to_string()).unwrap();
+    let obs = Observer::start(&["--cgroup", &cg]);
+    go(&mut a);
+    go(&mut b);
+    let report = obs.stop();
+    let _ = std::fs::remove_dir(&cg);
+    assert_eq!(report["paths"].as_array().unwrap().len(), 1, "{report:#}");
+    row(&report, inside.as_bytes(), "ENOENT");
+}
+
+/// 4 threads, 1,200,000 failing calls over 6 paths: every count exact, or the shortfall is in
+/// `lost`.
+#[test]
+fn storm_counts_are_exact() {
+    let comm = unique_comm("obs-storm");
+    let obs = Observer::start(&["--comm", &comm]);
+    let paths: Vec<String> = (0..3).map(|i| missing(&format!("storm-{i}.php"))).collect();
+    let mut args = vec!["--comm".to_string(), comm.clone(), "--threads".into(), "4".into(), "--repeat".into(), "50000".into()];
+    for p in &paths {
+        args.push(format!("openat:{p}"));
+        args.push(format!("newfstatat:{p}"));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let t = std::time::Instant::now();
+    failer(&argv);
+    let secs = t.elapsed().as_secs_f64();
+    let report = obs.stop();
+    let per_path = 4 * 50_000 * 2;
+    let lost = report["totals"]["lost"].as_u64().unwrap();
+    let mut seen = 0;
+    for p in &paths {
+        let r = row(&report, p.as_bytes(), "ENOENT");
+        seen += r["count"].as_u64().unwrap();
+        if lost == 0 {
+            assert_eq!(count(r, "openat"), 4 * 50_000, "{r:#}");
+            assert_eq!(count(r, "newfstatat"), 4 * 50_000, "{r:#}");
+        }
+    }
+    assert_eq!(seen + lost, 3 * per_path as u64, "every failure counted or accounted as lost");
+    eprintln!("storm: {} failing calls in {secs:.2} s ({:.0}/s), lost {lost}", 3 * per_path, 3.0 * per_path as f64 / secs);
+}
+
+fn spawn_waiting(comm: &str, actions: &[&str]) -> std::process::Child {
+    Command::new(failer_bin())
+        .args(["--comm", comm, "--wait"])
+        .args(actions)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn failer")
+}
+
+fn go(c: &mut std::process::Child) {
+    c.stdin.take().expect("stdin").write_all(b"go\n").expect("write go");
+    assert!(c.wait().expect("wait").success());
+}
+
+fn tempdir(tag: &str) -> String {
+    let d = format!("/tmp/observer-test-{tag}-{}", std::process::id());
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn set_mode(p: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
