@@ -8,9 +8,9 @@ use std::{env, fs, path::PathBuf};
 fn main() {
     println!("cargo::rerun-if-env-changed=OBSERVER_EBPF_OBJECT");
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let object = env::var_os("OBSERVER_EBPF_OBJECT").map(PathBuf::from).unwrap_or_else(|| {
-        manifest.join("../target/bpf/bpfel-unknown-none/release/observer")
-    });
+    let object = env::var_os("OBSERVER_EBPF_OBJECT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../target/bpf/bpfel-unknown-none/release/observer"));
     println!("cargo::rerun-if-changed={}", object.display());
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it")).join("observer.bpf.o");
     let bytes = fs::read(&object).unwrap_or_default();

@@ -268,7 +268,8 @@ pub const MAP_STATS: &str = "STATS";
 pub const EVENTS_BYTES: u32 = 8 << 20;
 /// Distinct (path, tgid, errno, syscall, dirfd) keys aggregated in the kernel.
 pub const AGG_ENTRIES: u32 = 65536;
-/// Calls between sys_enter and sys_exit, per thread (LRU: a killed thread cannot leak).
+/// Calls between sys_enter and sys_exit, one per thread at most; a dying thread's entry is
+/// dropped at sched_process_exit.
 pub const INFLIGHT_ENTRIES: u32 = 16384;
 /// `--pid` targets and their descendants.
 pub const PIDS_ENTRIES: u32 = 16384;
@@ -312,11 +313,11 @@ const _: () = assert!(core::mem::size_of::<AggKey>() == 24);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AggVal {
     pub count: u64,
-    /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns).
+    /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) of the first failure. There is no "last":
+    /// repeats read no clock; userspace dates them when it sees the count grow.
     pub first_ns: u64,
-    pub last_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<AggVal>() == 24);
+const _: () = assert!(core::mem::size_of::<AggVal>() == 16);
 
 /// A call between sys_enter and sys_exit, keyed by pid_tgid.
 #[repr(C)]

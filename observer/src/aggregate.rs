@@ -75,8 +75,24 @@ struct Entry {
     info: KeyInfo,
     /// Counts from earlier lives of the key (the kernel entry was evicted and re-created).
     base: u64,
-    val: AggVal,
+    /// The kernel's count for the key's current life.
+    count: u64,
     first_ns: u64,
+    /// When the count was last seen to grow (monotonic ns): the kernel reads no clock on
+    /// repeats, so a repeat is dated by the poll that noticed it (resolution: the interval).
+    last_ns: u64,
+}
+
+impl Entry {
+    fn new(info: KeyInfo, ts_ns: u64, count: u64) -> Entry {
+        Entry {
+            info,
+            base: 0,
+            count,
+            first_ns: ts_ns,
+            last_ns: ts_ns,
+        }
+    }
 }
 
 /// A failure observer had not seen before: the first sighting of a new (path, errno).
@@ -133,43 +149,26 @@ impl Store {
             comm: s.comm(),
             flags: h.flags,
         };
-        let one = AggVal {
-            count: 1,
-            first_ns: h.ts_ns,
-            last_ns: h.ts_ns,
-        };
         let row = (info.path.clone(), info.errno);
         if h.status & STATUS_UNAGGREGATED != 0 {
             let k = (info.path.clone(), info.errno, h.key.syscall, info.tgid);
-            let e = self.singles.entry(k).or_insert_with(|| Entry {
-                info: info.clone(),
-                base: 0,
-                val: AggVal {
-                    count: 0,
-                    first_ns: h.ts_ns,
-                    last_ns: h.ts_ns,
-                },
-                first_ns: h.ts_ns,
-            });
-            e.val.count += 1;
-            e.val.last_ns = e.val.last_ns.max(h.ts_ns);
+            let e = self
+                .singles
+                .entry(k)
+                .or_insert_with(|| Entry::new(info.clone(), h.ts_ns, 0));
+            e.count += 1;
+            e.last_ns = e.last_ns.max(h.ts_ns);
         } else {
             match self.keys.get_mut(&h.key) {
                 Some(e) => {
                     // The kernel forgot this key and saw it again: keep what it had counted.
-                    e.base += e.val.count;
-                    e.val = one;
+                    e.base += e.count;
+                    e.count = 1;
+                    e.last_ns = e.last_ns.max(h.ts_ns);
                 }
                 None => {
-                    self.keys.insert(
-                        h.key,
-                        Entry {
-                            info: info.clone(),
-                            base: 0,
-                            val: one,
-                            first_ns: h.ts_ns,
-                        },
-                    );
+                    self.keys
+                        .insert(h.key, Entry::new(info.clone(), h.ts_ns, 1));
                 }
             }
         }
@@ -183,15 +182,15 @@ impl Store {
         }
     }
 
-    /// Takes the kernel's current counts. Keys whose first record has not been read yet are
-    /// left for the next call.
-    pub fn update_counts(&mut self, agg: &[(AggKey, AggVal)]) {
+    /// Takes the kernel's current counts, read at `now_ns` (monotonic). Keys whose first record
+    /// has not been read yet are left for the next call.
+    pub fn update_counts(&mut self, agg: &[(AggKey, AggVal)], now_ns: u64) {
         for (k, v) in agg {
-            if let Some(e) = self.keys.get_mut(k) {
-                // Counts only grow; a smaller value means the map was read mid-update elsewhere.
-                if v.count >= e.val.count {
-                    e.val = *v;
-                }
+            if let Some(e) = self.keys.get_mut(k)
+                && v.count > e.count
+            {
+                e.count = v.count;
+                e.last_ns = now_ns.max(e.first_ns);
             }
         }
     }
@@ -200,7 +199,7 @@ impl Store {
     pub fn idle_keys(&self, before_mono_ns: u64) -> Vec<AggKey> {
         self.keys
             .iter()
-            .filter(|(_, e)| e.val.last_ns < before_mono_ns)
+            .filter(|(_, e)| e.last_ns < before_mono_ns)
             .map(|(k, _)| *k)
             .collect()
     }
@@ -210,14 +209,14 @@ impl Store {
         let mut rows: BTreeMap<(Vec<u8>, i32), Failure> = BTreeMap::new();
         let mut pidsets: HashMap<(Vec<u8>, i32), BTreeSet<u32>> = HashMap::new();
         for e in self.keys.values().chain(self.singles.values()) {
-            let count = e.base + e.val.count;
+            let count = e.base + e.count;
             if count == 0 {
                 continue;
             }
             let i = &e.info;
             let k = (i.path.clone(), i.errno);
-            let first = clock.wall(e.first_ns.min(e.val.first_ns));
-            let last = clock.wall(e.val.last_ns);
+            let first = clock.wall(e.first_ns);
+            let last = clock.wall(e.last_ns);
             let f = rows.entry(k.clone()).or_insert_with(|| Failure {
                 path: i.path.clone(),
                 errno: i.errno,
@@ -270,7 +269,14 @@ mod tests {
     use super::*;
     use observer_common::{COMM_LEN, EventHeader};
 
-    fn sighting(path: &[u8], tgid: u32, errno: u32, sys: Syscall, hash: u64, status: u32) -> Sighting {
+    fn sighting(
+        path: &[u8],
+        tgid: u32,
+        errno: u32,
+        sys: Syscall,
+        hash: u64,
+        status: u32,
+    ) -> Sighting {
         let mut comm = [0u8; COMM_LEN];
         comm[..7].copy_from_slice(b"apache2");
         Sighting {
@@ -305,15 +311,41 @@ mod tests {
         let b = sighting(b"/x", 11, 2, Syscall::Newfstatat, 2, 0);
         let c = sighting(b"/x", 10, 13, Syscall::Openat, 3, 0);
         assert!(st.on_sighting(&a, &clock).is_some());
-        assert!(st.on_sighting(&b, &clock).is_none(), "same (path, errno) is not new");
-        assert!(st.on_sighting(&c, &clock).is_some(), "other errno is a new row");
-        st.update_counts(&[
-            (a.hdr.key, AggVal { count: 3, first_ns: 1_000, last_ns: 5_000 }),
-            (b.hdr.key, AggVal { count: 9, first_ns: 1_000, last_ns: 9_000 }),
-        ]);
+        assert!(
+            st.on_sighting(&b, &clock).is_none(),
+            "same (path, errno) is not new"
+        );
+        assert!(
+            st.on_sighting(&c, &clock).is_some(),
+            "other errno is a new row"
+        );
+        st.update_counts(
+            &[
+                (
+                    a.hdr.key,
+                    AggVal {
+                        count: 3,
+                        first_ns: 1_000,
+                    },
+                ),
+                (
+                    b.hdr.key,
+                    AggVal {
+                        count: 9,
+                        first_ns: 1_000,
+                    },
+                ),
+            ],
+            9_000,
+        );
         let rows = st.failures(&clock);
         assert_eq!(rows.len(), 2);
         let enoent = rows.iter().find(|f| f.errno == 2).unwrap();
+        assert_eq!(
+            enoent.last_seen,
+            clock.wall(9_000),
+            "dated by the poll that saw it grow"
+        );
         assert_eq!(enoent.count, 12);
         assert_eq!(enoent.syscalls[&Syscall::Openat], 3);
         assert_eq!(enoent.syscalls[&Syscall::Newfstatat], 9);
@@ -331,10 +363,28 @@ mod tests {
         }
         let k = sighting(b"/k", 1, 2, Syscall::Access, 8, 0);
         st.on_sighting(&k, &clock);
-        st.update_counts(&[(k.hdr.key, AggVal { count: 40, first_ns: 1_000, last_ns: 2_000 })]);
+        st.update_counts(
+            &[(
+                k.hdr.key,
+                AggVal {
+                    count: 40,
+                    first_ns: 1_000,
+                },
+            )],
+            2_000,
+        );
         // Evicted in the kernel, then seen again.
         st.on_sighting(&k, &clock);
-        st.update_counts(&[(k.hdr.key, AggVal { count: 2, first_ns: 3_000, last_ns: 3_000 })]);
+        st.update_counts(
+            &[(
+                k.hdr.key,
+                AggVal {
+                    count: 2,
+                    first_ns: 3_000,
+                },
+            )],
+            3_000,
+        );
         let rows = st.failures(&clock);
         let o = rows.iter().find(|f| f.path == b"/o").unwrap();
         let kk = rows.iter().find(|f| f.path == b"/k").unwrap();

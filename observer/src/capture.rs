@@ -12,14 +12,15 @@ use aya::{
     programs::TracePoint,
 };
 use observer_common::{
-    AggKey, AggVal, CONFIG_GLOBAL, CONFIG_VERBOSE, COMM_LEN, Config, EVENT_HEADER_LEN,
-    EventHeader, FILTER_ALL, FILTER_CGROUP, FILTER_COMM, FILTER_ERRNO, FILTER_PID, MAP_AGG,
-    MAP_CGROUPS, MAP_EVENTS, MAP_PIDS, MAP_STATS, MAX_COMMS, PID_EXPLICIT, PID_INHERITED,
-    STAT_COUNT, Stat, Syscall,
+    AggKey, AggVal, COMM_LEN, CONFIG_GLOBAL, CONFIG_VERBOSE, Config, EVENT_HEADER_LEN, EventHeader,
+    FILTER_ALL, FILTER_CGROUP, FILTER_COMM, FILTER_ERRNO, FILTER_PID, MAP_AGG, MAP_CGROUPS,
+    MAP_EVENTS, MAP_PIDS, MAP_STATS, MAX_COMMS, PID_EXPLICIT, PID_INHERITED, STAT_COUNT, Stat,
+    Syscall,
 };
 
 /// The eBPF object, built by `cargo xtask build-ebpf` and embedded by build.rs.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer.bpf.o"));
+static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer.bpf.o"));
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -60,7 +61,9 @@ impl Filter {
         }
         if self.all && (!self.comms.is_empty() || !self.pids.is_empty() || !self.cgroups.is_empty())
         {
-            bail!("--all watches every process; it cannot be combined with --comm, --pid or --cgroup");
+            bail!(
+                "--all watches every process; it cannot be combined with --comm, --pid or --cgroup"
+            );
         }
         Ok(())
     }
@@ -161,7 +164,12 @@ impl Sighting {
     }
 
     pub fn comm(&self) -> String {
-        let end = self.hdr.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+        let end = self
+            .hdr
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(COMM_LEN);
         String::from_utf8_lossy(&self.hdr.comm[..end]).into_owned()
     }
 }
@@ -257,17 +265,13 @@ impl Capture {
             cgroup_paths: filter.cgroups.clone(),
         };
 
+        // Thread exits drop in-flight entries (and followed pids); forks extend --pid.
+        cap.attach_one("observer_exit", "sched", "sched_process_exit")
+            .context("attaching sched/sched_process_exit")?;
         if !filter.pids.is_empty() {
             // Follow forks first, then seed: a fork between the two is then not missed.
-            for prog in ["observer_fork", "observer_exit"] {
-                let tp = if prog == "observer_fork" {
-                    "sched_process_fork"
-                } else {
-                    "sched_process_exit"
-                };
-                cap.attach_one(prog, "sched", tp)
-                    .with_context(|| format!("attaching sched/{tp} to follow --pid descendants"))?;
-            }
+            cap.attach_one("observer_fork", "sched", "sched_process_fork")
+                .context("attaching sched/sched_process_fork to follow --pid descendants")?;
             cap.seed_pids(&filter.pids)?;
         }
         if !filter.cgroups.is_empty() {
@@ -282,7 +286,11 @@ impl Capture {
         for sys in wanted {
             let enter = format!("sys_enter_{}", sys.name());
             let exit = format!("sys_exit_{}", sys.name());
-            if !Path::new(TRACEFS).join("events/syscalls").join(&enter).exists() {
+            if !Path::new(TRACEFS)
+                .join("events/syscalls")
+                .join(&enter)
+                .exists()
+            {
                 cap.skipped
                     .push((sys, "no such tracepoint on this kernel".to_string()));
                 continue;
@@ -303,7 +311,10 @@ impl Capture {
                 .iter()
                 .map(|(s, w)| format!("{}: {w}", s.name()))
                 .collect();
-            bail!("no syscall tracepoint could be attached ({})", why.join("; "));
+            bail!(
+                "no syscall tracepoint could be attached ({})",
+                why.join("; ")
+            );
         }
         let events: RingBuf<MapData> = cap
             .ebpf
@@ -344,7 +355,8 @@ impl Capture {
             .ok_or_else(|| anyhow!("no {MAP_PIDS} map"))?
             .try_into()?;
         for &p in pids {
-            map.insert(p, PID_EXPLICIT, 0).context("filling the pid map")?;
+            map.insert(p, PID_EXPLICIT, 0)
+                .context("filling the pid map")?;
         }
         for p in descendants {
             if !pids.contains(&p) {
@@ -370,7 +382,11 @@ impl Capture {
             .map_mut(MAP_CGROUPS)
             .ok_or_else(|| anyhow!("no {MAP_CGROUPS} map"))?
             .try_into()?;
-        let stale: Vec<u64> = map.keys().filter_map(Result::ok).filter(|k| !ids.contains(k)).collect();
+        let stale: Vec<u64> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !ids.contains(k))
+            .collect();
         for k in stale {
             let _ = map.remove(&k);
         }

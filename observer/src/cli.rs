@@ -139,8 +139,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 fn parse_errno(s: &str) -> Result<i32> {
-    crate::errno::parse(s)
-        .ok_or_else(|| anyhow::anyhow!("unknown errno {s:?} (use a name such as ENOENT or a number)"))
+    crate::errno::parse(s).ok_or_else(|| {
+        anyhow::anyhow!("unknown errno {s:?} (use a name such as ENOENT or a number)")
+    })
 }
 
 pub fn parse_syscalls(s: &str) -> Result<Vec<Syscall>> {
@@ -148,7 +149,11 @@ pub fn parse_syscalls(s: &str) -> Result<Vec<Syscall>> {
     let s = s.trim().to_ascii_lowercase();
     let s = s.strip_prefix("sys_").unwrap_or(&s);
     let group = |i: Intent| -> Vec<Syscall> {
-        Syscall::ALL.iter().copied().filter(|x| x.intent() == i).collect()
+        Syscall::ALL
+            .iter()
+            .copied()
+            .filter(|x| x.intent() == i)
+            .collect()
     };
     Ok(match s {
         "open" => group(Intent::Open),
@@ -193,7 +198,10 @@ mod tests {
     fn syscall_groups_and_names() {
         assert_eq!(parse_syscalls("openat").unwrap(), vec![Syscall::Openat]);
         assert_eq!(parse_syscalls("stat").unwrap().len(), 4);
-        assert_eq!(parse_syscalls("exec").unwrap(), vec![Syscall::Execve, Syscall::Execveat]);
+        assert_eq!(
+            parse_syscalls("exec").unwrap(),
+            vec![Syscall::Execve, Syscall::Execveat]
+        );
         assert!(parse_syscalls("read").is_err());
     }
 
@@ -203,7 +211,8 @@ mod tests {
         assert!(Cli::try_parse_from(["observer", "--pid", "x"]).is_err());
         let c = Cli::try_parse_from(["observer", "--comm", "0123456789abcdefg"]).unwrap();
         assert!(c.select.filter().is_err());
-        let c = Cli::try_parse_from(["observer", "-e", "ENOENT,EACCES", "-s", "open,statx"]).unwrap();
+        let c =
+            Cli::try_parse_from(["observer", "-e", "ENOENT,EACCES", "-s", "open,statx"]).unwrap();
         let f = c.select.filter().unwrap();
         assert_eq!(f.errnos, vec![2, 13]);
         assert_eq!(f.syscalls.len(), 5);

@@ -4,11 +4,11 @@
 //! and the in-kernel aggregate) -> `resolve` (relative paths made absolute) -> `aggregate`
 //! (dedupe by path and errno) -> `report` (rank, hints, render).
 
-pub mod errno;
-pub mod model;
-pub mod report;
 pub mod aggregate;
 pub mod capture;
 pub mod cli;
+pub mod errno;
+pub mod model;
 pub mod output;
+pub mod report;
 pub mod resolve;

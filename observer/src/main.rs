@@ -4,14 +4,15 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
-use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 use observer::aggregate::{Clock, Store};
 use observer::capture::Capture;
 use observer::cli::{Cli, Format};
-use observer::output;
+use observer::output::{self, Report};
+use observer::report::HintEnv;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,7 +25,10 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .format_target(false)
         .init();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("observer: cannot start the runtime: {e}");
@@ -80,6 +84,9 @@ async fn run(cli: Cli) -> Result<()> {
     let mut tick = tokio::time::interval(cli.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut live = (format == Format::Live).then(output::Live::start);
+    let hint_env = HintEnv::default();
+    let mut closed = false;
+    let header = format!("observer: {}", filter.describe());
     let stdout = std::io::stdout();
 
     loop {
@@ -87,27 +94,37 @@ async fn run(cli: Cli) -> Result<()> {
             r = events.readable_mut() => {
                 let mut guard = r.context("waiting on the ring buffer")?;
                 while let Some(item) = guard.get_inner_mut().next() {
-                    if let Some(new) = store.on_record(&item, &clock) {
-                        if format == Format::Jsonl {
-                            let mut lock = stdout.lock();
-                            // A closed pipe ends the run like Ctrl-C.
-                            if writeln!(lock, "{}", output::jsonl_line(&new)).and_then(|()| lock.flush()).is_err() {
-                                break;
-                            }
+                    if let Some(new) = store.on_record(&item, &clock)
+                        && format == Format::Jsonl
+                    {
+                        let mut lock = stdout.lock();
+                        if writeln!(lock, "{}", output::jsonl_line(&new))
+                            .and_then(|()| lock.flush())
+                            .is_err()
+                        {
+                            // The reader went away (a closed pipe): end like Ctrl-C.
+                            closed = true;
+                            break;
                         }
                     }
                 }
                 guard.clear_ready();
+                if closed {
+                    break;
+                }
             }
             _ = tick.tick() => {
                 cap.flush_logs();
+                // Poll every interval in every format: repeats are dated by the poll that sees
+                // their count grow.
+                store.update_counts(&cap.read_aggregate()?, observer::aggregate::monotonic_ns());
+                store.kernel = cap.kernel_stats()?;
+                if !filter.cgroups.is_empty() {
+                    let _ = cap.refresh_cgroups();
+                }
                 if let Some(l) = live.as_mut() {
-                    store.update_counts(&cap.read_aggregate()?);
-                    store.kernel = cap.kernel_stats()?;
-                    let _ = cap.refresh_cgroups();
-                    l.draw(&store, &clock, &filter, started, cli.top);
-                } else if !filter.cgroups.is_empty() {
-                    let _ = cap.refresh_cgroups();
+                    let r = Report::build(&store, &clock, &hint_env, &filter, started, SystemTime::now());
+                    l.draw(&r, cli.top, &header);
                 }
             }
             _ = sigint.recv() => break,
@@ -120,22 +137,38 @@ async fn run(cli: Cli) -> Result<()> {
     }
     // Final: everything the kernel delivered, then its counts.
     while let Some(item) = events.get_mut().next() {
-        if let Some(new) = store.on_record(&item, &clock) {
-            if format == Format::Jsonl {
-                println!("{}", output::jsonl_line(&new));
-            }
+        if let Some(new) = store.on_record(&item, &clock)
+            && format == Format::Jsonl
+            && !closed
+        {
+            let _ = writeln!(stdout.lock(), "{}", output::jsonl_line(&new));
         }
     }
-    store.update_counts(&cap.read_aggregate()?);
+    store.update_counts(&cap.read_aggregate()?, observer::aggregate::monotonic_ns());
     store.kernel = cap.kernel_stats()?;
     cap.flush_logs();
-    let report = output::Report::build(&store, &clock, &filter, started, SystemTime::now());
+    let report = Report::build(
+        &store,
+        &clock,
+        &hint_env,
+        &filter,
+        started,
+        SystemTime::now(),
+    );
     let text = report.render(format, cli.top);
     match out_file.as_mut() {
         Some(f) => {
             f.write_all(text.as_bytes())
                 .and_then(|()| f.flush())
-                .with_context(|| format!("writing {}", cli.output.as_ref().map(|p| p.display().to_string()).unwrap_or_default()))?;
+                .with_context(|| {
+                    format!(
+                        "writing {}",
+                        cli.output
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    )
+                })?;
         }
         None => {
             let mut lock = stdout.lock();

@@ -1,6 +1,7 @@
 //! Stage 5: turning the store into what the operator reads: the final report in each format,
 //! the live view, JSON lines, and the private output file.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -8,11 +9,17 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
+use serde_json::{Value, json};
 
 use crate::aggregate::{Clock, NewFailure, Store};
 use crate::capture::Filter;
 use crate::cli::Format;
-use crate::model::{Failure, Totals};
+use crate::model::{Failure, RankContext, Ranked, Totals};
+use crate::report::{self, HintEnv, JsonMeta, TableOpts};
+
+/// Failures first seen within this many seconds of the start count as "present from the start"
+/// (they were failing before observer was started), not as new.
+pub const WARMUP_SECS: u64 = 5;
 
 /// Creates (or truncates) `path` with mode 0600: paths in a report can be sensitive.
 pub fn create_private(path: &Path) -> Result<File> {
@@ -30,96 +37,165 @@ pub fn create_private(path: &Path) -> Result<File> {
     Ok(f)
 }
 
+/// The selection, as the JSON report shows it.
+pub fn filter_json(f: &Filter) -> Value {
+    json!({
+        "comms": f.effective_comms(),
+        "pids": f.pids,
+        "cgroups": f.cgroups.iter().map(|c| c.display().to_string()).collect::<Vec<_>>(),
+        "all": f.all,
+        "errnos": f.errnos.iter().map(|&e| crate::errno::name(e)).collect::<Vec<_>>(),
+        "syscalls": f.syscalls.iter().map(|s| s.name()).collect::<Vec<_>>(),
+    })
+}
+
 pub struct Report {
-    pub failures: Vec<Failure>,
+    pub ranked: Vec<Ranked>,
     pub totals: Totals,
-    pub filter: Filter,
-    pub started: SystemTime,
-    pub ended: SystemTime,
+    pub meta: JsonMeta,
 }
 
 impl Report {
-    pub fn build(store: &Store, clock: &Clock, filter: &Filter, started: SystemTime, ended: SystemTime) -> Report {
-        let mut failures = store.failures(clock);
-        failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.path.cmp(&b.path)));
+    /// Ranks what the store holds; hints are checked against the live filesystem now.
+    pub fn build(
+        store: &Store,
+        clock: &Clock,
+        env: &HintEnv,
+        filter: &Filter,
+        started: SystemTime,
+        ended: SystemTime,
+    ) -> Report {
+        let failures = store.failures(clock);
         let totals = store.totals(&failures);
-        Report { failures, totals, filter: filter.clone(), started, ended }
+        let ctx = RankContext {
+            window_start: started,
+            now: ended,
+            warmup_secs: WARMUP_SECS,
+            baseline: None,
+        };
+        Report {
+            ranked: report::rank(failures, &ctx, env),
+            totals,
+            meta: JsonMeta {
+                started,
+                ended,
+                filter: filter_json(filter),
+            },
+        }
     }
 
     pub fn render(&self, format: Format, top: Option<usize>) -> String {
-        let n = top.unwrap_or(usize::MAX);
         match format {
             Format::Json => {
-                let paths: Vec<serde_json::Value> = self
-                    .failures
-                    .iter()
-                    .take(n)
-                    .enumerate()
-                    .map(|(i, f)| {
-                        serde_json::json!({
-                            "rank": i + 1,
-                            "path": f.path_lossy(),
-                            "errno": crate::errno::name(f.errno),
-                            "errno_code": f.errno,
-                            "count": f.count,
-                            "syscalls": f.syscalls.iter().map(|(s, c)| (s.name().to_string(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
-                            "comms": f.comms,
-                            "pids": f.pids,
-                            "truncated": f.truncated,
-                            "resolved": !f.unresolved,
-                        })
-                    })
-                    .collect();
-                let doc = serde_json::json!({
-                    "version": 1,
-                    "totals": {"failures": self.totals.failures, "distinct": self.totals.distinct, "lost": self.totals.lost, "overflow": self.totals.overflow},
-                    "paths": paths,
-                });
+                let mut doc = report::json(&self.ranked, &self.totals, &self.meta);
+                if let (Some(n), Some(paths)) = (top, doc["paths"].as_array_mut()) {
+                    paths.truncate(n);
+                }
                 format!("{doc:#}\n")
             }
             Format::Jsonl => format!(
                 "{}\n",
-                serde_json::json!({"event": "summary", "failures": self.totals.failures, "distinct": self.totals.distinct, "lost": self.totals.lost})
+                json!({
+                    "event": "summary",
+                    "failures": self.totals.failures,
+                    "distinct": self.totals.distinct,
+                    "lost": self.totals.lost,
+                    "overflow": self.totals.overflow,
+                })
             ),
             Format::Table | Format::Live => {
-                let mut s = format!(
-                    "failures {}  distinct {}  lost {}\n",
-                    self.totals.failures, self.totals.distinct, self.totals.lost
-                );
-                for f in self.failures.iter().take(n) {
-                    s.push_str(&format!("{:>8} {:<8} {}\n", f.count, crate::errno::name(f.errno), f.path_lossy()));
-                }
-                s
+                report::table(&self.ranked, &self.totals, top, &TableOpts::default())
             }
         }
     }
 }
 
-pub fn jsonl_line(n: &NewFailure) -> String {
-    serde_json::json!({
-        "event": "new_failure",
-        "path": String::from_utf8_lossy(&n.info.path),
-        "errno": crate::errno::name(n.info.errno),
-        "syscall": n.info.syscall.name(),
-        "comm": n.info.comm,
-        "pid": n.info.tgid,
-        "tid": n.info.tid,
-        "uid": n.info.uid,
-    })
-    .to_string()
+/// A first sighting as a one-row failure (what `--format jsonl` streams).
+pub fn first_sighting(n: &NewFailure) -> Failure {
+    let i = &n.info;
+    let mut pids = BTreeSet::new();
+    pids.insert(i.tgid);
+    Failure {
+        path: i.path.clone(),
+        errno: i.errno,
+        count: 1,
+        syscalls: BTreeMap::from([(i.syscall, 1)]),
+        open_flags: if i.syscall.intent() == observer_common::Intent::Open {
+            i.flags
+        } else {
+            0
+        },
+        first_seen: n.time,
+        last_seen: n.time,
+        comms: BTreeSet::from([i.comm.clone()]),
+        creds: BTreeSet::from([(i.uid, i.gid)]),
+        pids,
+        pid_count: 1,
+        truncated: i.truncated,
+        unresolved: i.unresolved,
+    }
 }
 
-/// The refreshing terminal view.
-pub struct Live;
+pub fn jsonl_line(n: &NewFailure) -> String {
+    report::jsonl_event(&first_sighting(n), n.info.tid).to_string()
+}
+
+/// The refreshing terminal view: the alternate screen, redrawn in place (no clearing, so no
+/// flicker), restored on exit so the final report lands on the normal screen.
+pub struct Live {
+    started: std::time::Instant,
+}
 
 impl Live {
     pub fn start() -> Live {
-        Live
+        let mut out = std::io::stdout().lock();
+        // Alternate screen, cursor hidden.
+        let _ = write!(out, "\x1b[?1049h\x1b[?25l");
+        let _ = out.flush();
+        Live {
+            started: std::time::Instant::now(),
+        }
     }
-    pub fn draw(&mut self, store: &Store, clock: &Clock, filter: &Filter, started: SystemTime, top: Option<usize>) {
-        let r = Report::build(store, clock, filter, started, SystemTime::now());
-        let mut out = std::io::stderr().lock();
-        let _ = write!(out, "\x1b[H{}\x1b[J", r.render(Format::Table, top));
+
+    pub fn draw(&mut self, report: &Report, top: Option<usize>, header: &str) {
+        let (w, h) = terminal_size();
+        let frame = report::live_frame(
+            &report.ranked,
+            &report.totals,
+            top,
+            w,
+            h,
+            self.started.elapsed(),
+            header,
+        );
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(frame.as_bytes()).and_then(|()| out.flush());
     }
+
     pub fn stop(self) {}
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "\x1b[?25h\x1b[?1049l");
+        let _ = out.flush();
+    }
+}
+
+/// (columns, rows) of the terminal on stdout; 80x24 when unknown.
+pub fn terminal_size() -> (usize, usize) {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills a winsize struct.
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    if r == 0 && ws.ws_col > 0 && ws.ws_row > 0 {
+        (ws.ws_col as usize, ws.ws_row as usize)
+    } else {
+        (80, 24)
+    }
 }

@@ -92,7 +92,10 @@ impl Observer {
             }
             if Instant::now() > deadline {
                 let _ = o.child.kill();
-                panic!("observer did not start watching within 90 s: {:?}", o.stderr);
+                panic!(
+                    "observer did not start watching within 90 s: {:?}",
+                    o.stderr
+                );
             }
         }
     }
@@ -104,7 +107,8 @@ impl Observer {
     /// SIGINT, then the JSON report it prints.
     pub fn stop(self) -> Value {
         let (out, _) = self.stop_raw();
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("observer printed invalid JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("observer printed invalid JSON ({e}): {out}"))
     }
 
     /// SIGINT; returns (stdout, stderr lines).

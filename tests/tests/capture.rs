@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use observer_tests::{Observer, count, failer, failer_bin, hex, path_of, row, rows_for, unique_comm};
+use observer_tests::{
+    Observer, count, failer, failer_bin, hex, path_of, row, rows_for, unique_comm,
+};
 
 const MISSING_DIR: &str = "/nonexistent-observer-test";
 
@@ -19,13 +21,40 @@ fn reports_exactly_the_failing_openat_and_stat_of_the_watched_comm() {
     let obs = Observer::start(&["--comm", &comm]);
     let open_path = missing("basic-open.conf");
     let stat_path = missing("basic-stat.php");
-    failer(&["--comm", &comm, "--repeat", "3", &format!("openat:{open_path}")]);
-    failer(&["--comm", &comm, "--repeat", "2", &format!("newfstatat:{stat_path}")]);
-    failer(&["--comm", &other, "--repeat", "5", &format!("openat:{}", missing("other.conf"))]);
+    failer(&[
+        "--comm",
+        &comm,
+        "--repeat",
+        "3",
+        &format!("openat:{open_path}"),
+    ]);
+    failer(&[
+        "--comm",
+        &comm,
+        "--repeat",
+        "2",
+        &format!("newfstatat:{stat_path}"),
+    ]);
+    failer(&[
+        "--comm",
+        &other,
+        "--repeat",
+        "5",
+        &format!("openat:{}", missing("other.conf")),
+    ]);
     let report = obs.stop();
 
-    let paths: Vec<Vec<u8>> = report["paths"].as_array().unwrap().iter().map(path_of).collect();
-    assert_eq!(paths.len(), 2, "only the two failing paths of {comm}: {report:#}");
+    let paths: Vec<Vec<u8>> = report["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(path_of)
+        .collect();
+    assert_eq!(
+        paths.len(),
+        2,
+        "only the two failing paths of {comm}: {report:#}"
+    );
     let o = row(&report, open_path.as_bytes(), "ENOENT");
     assert_eq!(o["count"], 3);
     assert_eq!(count(o, "openat"), 3);
@@ -43,8 +72,18 @@ fn every_hooked_syscall_is_reported_with_its_name_errno_and_absolute_path() {
     let comm = unique_comm("obs-each");
     let obs = Observer::start(&["--comm", &comm]);
     let cases = [
-        "open", "openat", "openat2", "creat", "newstat", "newlstat", "newfstatat", "statx", "access",
-        "faccessat", "faccessat2", "execve",
+        "open",
+        "openat",
+        "openat2",
+        "creat",
+        "newstat",
+        "newlstat",
+        "newfstatat",
+        "statx",
+        "access",
+        "faccessat",
+        "faccessat2",
+        "execve",
     ];
     let mut args = vec!["--comm".to_string(), comm.clone()];
     for c in cases {
@@ -70,10 +109,23 @@ fn every_hooked_syscall_is_reported_with_its_name_errno_and_absolute_path() {
     }
     let r = row(&report, b"/usr/each-execveat", "ENOENT");
     assert_eq!(count(r, "execveat"), 1);
-    assert!(rows_for(&report, b"/etc/hostname").is_empty(), "success reported: {report:#}");
-    assert!(rows_for(&report, b"/").is_empty(), "success reported: {report:#}");
-    assert!(rows_for(&report, b"").is_empty(), "fstat(fd) is not a path lookup: {report:#}");
-    assert_eq!(report["paths"].as_array().unwrap().len(), cases.len() + 1, "{report:#}");
+    assert!(
+        rows_for(&report, b"/etc/hostname").is_empty(),
+        "success reported: {report:#}"
+    );
+    assert!(
+        rows_for(&report, b"/").is_empty(),
+        "success reported: {report:#}"
+    );
+    assert!(
+        rows_for(&report, b"").is_empty(),
+        "fstat(fd) is not a path lookup: {report:#}"
+    );
+    assert_eq!(
+        report["paths"].as_array().unwrap().len(),
+        cases.len() + 1,
+        "{report:#}"
+    );
 }
 
 #[test]
@@ -88,10 +140,24 @@ fn errnos_other_than_enoent_are_named() {
     std::fs::create_dir(format!("{dir}/secret")).unwrap();
     set_mode(&format!("{dir}/secret"), 0o700);
     set_mode(&dir, 0o755);
-    failer(&["--comm", &comm, "--setuid", "65534:65534", &format!("openat:{dir}/secret/config.php")]);
+    failer(&[
+        "--comm",
+        &comm,
+        "--setuid",
+        "65534:65534",
+        &format!("openat:{dir}/secret/config.php"),
+    ]);
     let report = obs.stop();
-    row(&report, format!("{dir}/file/.htaccess").as_bytes(), "ENOTDIR");
-    let r = row(&report, format!("{dir}/secret/config.php").as_bytes(), "EACCES");
+    row(
+        &report,
+        format!("{dir}/file/.htaccess").as_bytes(),
+        "ENOTDIR",
+    );
+    let r = row(
+        &report,
+        format!("{dir}/secret/config.php").as_bytes(),
+        "EACCES",
+    );
     assert_eq!(r["uids"][0]["uid"], 65534, "{r:#}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -102,7 +168,12 @@ fn errno_filter_keeps_only_the_named_errors() {
     let dir = tempdir("efilt");
     std::fs::write(format!("{dir}/file"), b"x").unwrap();
     let obs = Observer::start(&["--comm", &comm, "--errno", "ENOTDIR"]);
-    failer(&["--comm", &comm, &format!("openat:{dir}/file/x"), &format!("openat:{}", missing("efilt"))]);
+    failer(&[
+        "--comm",
+        &comm,
+        &format!("openat:{dir}/file/x"),
+        &format!("openat:{}", missing("efilt")),
+    ]);
     let report = obs.stop();
     assert_eq!(report["paths"].as_array().unwrap().len(), 1, "{report:#}");
     row(&report, format!("{dir}/file/x").as_bytes(), "ENOTDIR");
@@ -113,7 +184,12 @@ fn errno_filter_keeps_only_the_named_errors() {
 fn syscalls_option_narrows_the_hooks() {
     let comm = unique_comm("obs-sysf");
     let obs = Observer::start(&["--comm", &comm, "--syscalls", "stat"]);
-    failer(&["--comm", &comm, &format!("openat:{}", missing("sysf-open")), &format!("statx:{}", missing("sysf-statx"))]);
+    failer(&[
+        "--comm",
+        &comm,
+        &format!("openat:{}", missing("sysf-open")),
+        &format!("statx:{}", missing("sysf-statx")),
+    ]);
     let report = obs.stop();
     assert_eq!(report["paths"].as_array().unwrap().len(), 1, "{report:#}");
     row(&report, missing("sysf-statx").as_bytes(), "ENOENT");
@@ -137,9 +213,21 @@ fn relative_and_dirfd_paths_resolve_to_absolute() {
         "faccessat@/usr/share:nope/dirfd-access",
     ]);
     let report = obs.stop();
-    row(&report, format!("{dir}/missing-relative.php").as_bytes(), "ENOENT");
-    row(&report, format!("{dir}/sub/../also-missing").as_bytes(), "ENOENT");
-    row(&report, format!("{dir}/by-dirfd/userdb").as_bytes(), "ENOENT");
+    row(
+        &report,
+        format!("{dir}/missing-relative.php").as_bytes(),
+        "ENOENT",
+    );
+    row(
+        &report,
+        format!("{dir}/sub/../also-missing").as_bytes(),
+        "ENOENT",
+    );
+    row(
+        &report,
+        format!("{dir}/by-dirfd/userdb").as_bytes(),
+        "ENOENT",
+    );
     let r = row(&report, b"/usr/share/nope/dirfd-access", "ENOENT");
     assert_eq!(r["resolved"], true);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -161,13 +249,21 @@ fn long_and_hostile_paths_arrive_byte_exact() {
     assert_eq!(long.len(), 4000);
     let mut hostile = format!("{MISSING_DIR}/evil\nline\x1b[31mred\x1b]0;title\x07").into_bytes();
     hostile.extend_from_slice(b"\xff\xfe-latin1-\xe9.php");
-    failer(&["--comm", &comm, &format!("openat:{long}"), &format!("openat:{}", hex(&hostile))]);
+    failer(&[
+        "--comm",
+        &comm,
+        &format!("openat:{long}"),
+        &format!("openat:{}", hex(&hostile)),
+    ]);
     let report = obs.stop();
     let r = row(&report, long.as_bytes(), "ENOENT");
     assert_eq!(r["truncated"], false);
     assert_eq!(path_of(r).len(), 4000);
     let h = row(&report, &hostile, "ENOENT");
-    assert!(h.get("path_base64").is_some(), "non-UTF-8 path needs its exact bytes: {h:#}");
+    assert!(
+        h.get("path_base64").is_some(),
+        "non-UTF-8 path needs its exact bytes: {h:#}"
+    );
 }
 
 #[test]
@@ -189,9 +285,22 @@ fn a_path_longer_than_path_max_is_marked_truncated() {
 fn forked_children_and_threads_are_followed() {
     let comm = unique_comm("obs-fork");
     let obs = Observer::start(&["--comm", &comm]);
-    let out = failer(&["--comm", &comm, "--fork", &format!("openat:{}", missing("from-child"))]);
+    let out = failer(&[
+        "--comm",
+        &comm,
+        "--fork",
+        &format!("openat:{}", missing("from-child")),
+    ]);
     let child_pid: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    failer(&["--comm", &comm, "--threads", "4", "--repeat", "25", &format!("newfstatat:{}", missing("from-threads"))]);
+    failer(&[
+        "--comm",
+        &comm,
+        "--threads",
+        "4",
+        "--repeat",
+        "25",
+        &format!("newfstatat:{}", missing("from-threads")),
+    ]);
     let report = obs.stop();
     let r = row(&report, missing("from-child").as_bytes(), "ENOENT");
     assert_eq!(r["pids"][0].as_u64(), Some(child_pid), "{r:#}");
@@ -243,7 +352,14 @@ fn storm_counts_are_exact() {
     let comm = unique_comm("obs-storm");
     let obs = Observer::start(&["--comm", &comm]);
     let paths: Vec<String> = (0..3).map(|i| missing(&format!("storm-{i}.php"))).collect();
-    let mut args = vec!["--comm".to_string(), comm.clone(), "--threads".into(), "4".into(), "--repeat".into(), "50000".into()];
+    let mut args = vec![
+        "--comm".to_string(),
+        comm.clone(),
+        "--threads".into(),
+        "4".into(),
+        "--repeat".into(),
+        "50000".into(),
+    ];
     for p in &paths {
         args.push(format!("openat:{p}"));
         args.push(format!("newfstatat:{p}"));
@@ -264,8 +380,16 @@ fn storm_counts_are_exact() {
             assert_eq!(count(r, "newfstatat"), 4 * 50_000, "{r:#}");
         }
     }
-    assert_eq!(seen + lost, 3 * per_path as u64, "every failure counted or accounted as lost");
-    eprintln!("storm: {} failing calls in {secs:.2} s ({:.0}/s), lost {lost}", 3 * per_path, 3.0 * per_path as f64 / secs);
+    assert_eq!(
+        seen + lost,
+        3 * per_path as u64,
+        "every failure counted or accounted as lost"
+    );
+    eprintln!(
+        "storm: {} failing calls in {secs:.2} s ({:.0}/s), lost {lost}",
+        3 * per_path,
+        3.0 * per_path as f64 / secs
+    );
 }
 
 fn spawn_waiting(comm: &str, actions: &[&str]) -> std::process::Child {
@@ -279,7 +403,11 @@ fn spawn_waiting(comm: &str, actions: &[&str]) -> std::process::Child {
 }
 
 fn go(c: &mut std::process::Child) {
-    c.stdin.take().expect("stdin").write_all(b"go\n").expect("write go");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("write go");
     assert!(c.wait().expect("wait").success());
 }
 

@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-use observer_common::{EXIT_GROUP_DEAD_OFFSET, EXIT_PID_OFFSET, FORK_CHILD_PID_OFFSET, SYS_EXIT_RET_OFFSET, Syscall};
+use observer_common::{
+    EXIT_GROUP_DEAD_OFFSET, EXIT_PID_OFFSET, FORK_CHILD_PID_OFFSET, SYS_EXIT_RET_OFFSET, Syscall,
+};
 use observer_tests::observer_bin;
 
 /// Runs observer; returns (exit code, stdout, stderr).
@@ -36,7 +38,13 @@ fn assert_one_clear_line(code: i32, stderr: &str, must_contain: &[&str]) {
 fn without_privilege_one_clear_line_and_nonzero_exit() {
     // setpriv from util-linux: drop to nobody with no capabilities.
     let (code, out, err) = run(
-        &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"],
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ],
         &["--duration", "1s"],
     );
     assert_one_clear_line(code, &err, &["root", "CAP_BPF", "CAP_PERFMON"]);
@@ -45,7 +53,10 @@ fn without_privilege_one_clear_line_and_nonzero_exit() {
 
 #[test]
 fn a_comm_longer_than_the_kernel_keeps_is_rejected_with_the_reason() {
-    let (code, _, err) = run(&[], &["--comm", "apache2-worker-process", "--duration", "1s"]);
+    let (code, _, err) = run(
+        &[],
+        &["--comm", "apache2-worker-process", "--duration", "1s"],
+    );
     assert_one_clear_line(code, &err, &["15 bytes", "apache2-worker-"]);
 }
 
@@ -65,7 +76,10 @@ fn bad_flags_and_values_fail_cleanly() {
     }
     let (code, _, err) = run(&[], &["--pid", "999999999", "--duration", "1s"]);
     assert_one_clear_line(code, &err, &["999999999", "no such process"]);
-    let (code, _, err) = run(&[], &["--cgroup", "/nonexistent-cgroup", "--duration", "1s"]);
+    let (code, _, err) = run(
+        &[],
+        &["--cgroup", "/nonexistent-cgroup", "--duration", "1s"],
+    );
     assert_one_clear_line(code, &err, &["/nonexistent-cgroup"]);
     let (code, _, err) = run(&[], &["--all", "--comm", "x", "--duration", "1s"]);
     assert_one_clear_line(code, &err, &["--all"]);
@@ -73,7 +87,15 @@ fn bad_flags_and_values_fail_cleanly() {
 
 #[test]
 fn an_unwritable_output_fails_before_capturing() {
-    let (code, _, err) = run(&[], &["--output", "/nonexistent-dir/report.json", "--duration", "1s"]);
+    let (code, _, err) = run(
+        &[],
+        &[
+            "--output",
+            "/nonexistent-dir/report.json",
+            "--duration",
+            "1s",
+        ],
+    );
     assert_one_clear_line(code, &err, &["/nonexistent-dir/report.json"]);
 }
 
@@ -81,7 +103,16 @@ fn an_unwritable_output_fails_before_capturing() {
 fn help_teaches_the_options() {
     let (code, out, _) = run(&[], &["--help"]);
     assert_eq!(code, 0);
-    for w in ["--comm", "--pid", "--cgroup", "--errno", "--syscalls", "--format", "--duration", "Examples"] {
+    for w in [
+        "--comm",
+        "--pid",
+        "--cgroup",
+        "--errno",
+        "--syscalls",
+        "--format",
+        "--duration",
+        "Examples",
+    ] {
         assert!(out.contains(w), "{w} missing from --help");
     }
 }
@@ -112,9 +143,18 @@ fn tracepoint_offsets_match_the_kernels_format_files() {
         for (name, off) in [Some(l.path), l.dfd, l.flags, l.aux].into_iter().flatten() {
             assert_eq!(field(&enter, name), off, "{enter} {name}");
         }
-        assert_eq!(field(&format!("syscalls/sys_exit_{}", l.name), "ret"), SYS_EXIT_RET_OFFSET);
+        assert_eq!(
+            field(&format!("syscalls/sys_exit_{}", l.name), "ret"),
+            SYS_EXIT_RET_OFFSET
+        );
     }
-    assert_eq!(field("sched/sched_process_fork", "child_pid"), FORK_CHILD_PID_OFFSET);
+    assert_eq!(
+        field("sched/sched_process_fork", "child_pid"),
+        FORK_CHILD_PID_OFFSET
+    );
     assert_eq!(field("sched/sched_process_exit", "pid"), EXIT_PID_OFFSET);
-    assert_eq!(field("sched/sched_process_exit", "group_dead"), EXIT_GROUP_DEAD_OFFSET);
+    assert_eq!(
+        field("sched/sched_process_exit", "group_dead"),
+        EXIT_GROUP_DEAD_OFFSET
+    );
 }

@@ -19,7 +19,10 @@ use clap::{Parser, Subcommand};
 mod bench;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, run, test and benchmark observer")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run, test and benchmark observer"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -74,7 +77,9 @@ fn cargo() -> OsString {
 
 fn status(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let st = cmd.status().with_context(|| format!("cannot run {shown}"))?;
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
     if !st.success() {
         bail!("{shown} failed ({st})");
     }
@@ -157,7 +162,8 @@ fn local_linker(llvm: u32) -> Option<PathBuf> {
 }
 
 fn upstream_toolchain() -> Option<Toolchain> {
-    let sysroot = output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
+    let sysroot =
+        output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
     let src = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library/core");
     if !src.exists() {
         return None;
@@ -177,9 +183,11 @@ fn apt_install(pkgs: &[&str]) -> Result<()> {
     }
     eprintln!("xtask: installing {} with apt-get", pkgs.join(" "));
     // /tmp may not be world-writable on some machines, which breaks apt's signature step.
-    let env = [("TMPDIR", "/var/tmp"), ("DEBIAN_FRONTEND", "noninteractive")];
-    status(Command::new("apt-get").arg("update").arg("-q").envs(env))
-        .context("apt-get update")?;
+    let env = [
+        ("TMPDIR", "/var/tmp"),
+        ("DEBIAN_FRONTEND", "noninteractive"),
+    ];
+    status(Command::new("apt-get").arg("update").arg("-q").envs(env)).context("apt-get update")?;
     status(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
@@ -212,7 +220,8 @@ fn bootstrap() -> Result<Toolchain> {
             bail!("after apt-get install, still missing: {}", still.join(", "));
         }
     }
-    let llvm = debian_llvm_major().ok_or_else(|| anyhow!("cannot read the LLVM version of {DEBIAN_RUSTC} -vV"))?;
+    let llvm = debian_llvm_major()
+        .ok_or_else(|| anyhow!("cannot read the LLVM version of {DEBIAN_RUSTC} -vV"))?;
     let linker = match local_linker(llvm) {
         Some(l) => l,
         None => install_bpf_linker(llvm)?,
@@ -232,11 +241,22 @@ fn install_bpf_linker(llvm: u32) -> Result<PathBuf> {
     if !Path::new(&prefix).join("bin/llvm-config").exists() {
         apt_install(&[&format!("llvm-{llvm}-dev")])?;
     }
-    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm} into .tools (about 2 minutes, once)");
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm} into .tools (about 2 minutes, once)"
+    );
     status(
         Command::new(cargo())
-            .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked", "--force"])
-            .args(["--no-default-features", "--features", &format!("llvm-{llvm}")])
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--locked",
+                "--force",
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{llvm}"),
+            ])
             .arg("--root")
             .arg(tools_dir())
             .env("LLVM_PREFIX", &prefix),
@@ -255,26 +275,42 @@ fn build_ebpf() -> Result<PathBuf> {
     let target_dir = root().join("target/bpf");
     let rustflags = "-C debuginfo=2 -C link-arg=--btf";
     let mut cmd = match &tc {
-        Toolchain::Debian { rustc, cargo, linker } => {
+        Toolchain::Debian {
+            rustc,
+            cargo,
+            linker,
+        } => {
             let mut c = Command::new(cargo);
             // rustup's proxies come first on PATH: name the compiler explicitly.
             c.env("RUSTC", rustc)
                 .env_remove("RUSTUP_TOOLCHAIN")
                 .arg("build")
                 .arg("--config")
-                .arg(format!("target.bpfel-unknown-none.linker=\"{}\"", linker.display()));
+                .arg(format!(
+                    "target.bpfel-unknown-none.linker=\"{}\"",
+                    linker.display()
+                ));
             c
         }
         Toolchain::Upstream { linker } => {
             let mut c = Command::new("rustup");
             c.args(["run", "nightly", "cargo", "build", "-Z", "build-std=core"])
                 .arg("--config")
-                .arg(format!("target.bpfel-unknown-none.linker=\"{}\"", linker.display()));
+                .arg(format!(
+                    "target.bpfel-unknown-none.linker=\"{}\"",
+                    linker.display()
+                ));
             c
         }
     };
     cmd.current_dir(root())
-        .args(["--package", "observer-ebpf", "--release", "--target", "bpfel-unknown-none"])
+        .args([
+            "--package",
+            "observer-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+        ])
         // aya-ebpf uses #![feature(asm_experimental_arch)].
         .env("RUSTC_BOOTSTRAP", "1")
         .env("CARGO_TARGET_DIR", &target_dir)
@@ -328,20 +364,53 @@ fn test(args: Vec<OsString>) -> Result<()> {
     eprintln!("xtask: cargo fmt --check");
     status(c().args(["fmt", "--all", "--", "--check"]))?;
     eprintln!("xtask: clippy (userspace, tests, xtask)");
-    status(c().args(["clippy", "--workspace", "--exclude", "observer-ebpf", "--all-targets", "--", "-D", "warnings"]))?;
+    status(c().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "observer-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     eprintln!("xtask: clippy (eBPF crate, checked for the host)");
-    status(c().args(["clippy", "--package", "observer-ebpf", "--all-targets", "--", "-D", "warnings"]))?;
+    status(c().args([
+        "clippy",
+        "--package",
+        "observer-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     status(c().args(["build", "--release", "--package", "observer"]))?;
     eprintln!("xtask: unit tests");
-    status(c().args(["test", "--package", "observer-common", "--package", "observer", "--package", "xtask"]))?;
+    status(c().args([
+        "test",
+        "--package",
+        "observer-common",
+        "--package",
+        "observer",
+        "--package",
+        "xtask",
+    ]))?;
     if !is_root() {
-        bail!("the integration tests load BPF programs and need root: run `sudo -E cargo xtask test`");
+        bail!(
+            "the integration tests load BPF programs and need root: run `sudo -E cargo xtask test`"
+        );
     }
     eprintln!("xtask: integration tests (real kernel, real BPF), one at a time");
     status(
-        c().args(["test", "--package", "observer-tests", "--", "--test-threads=1"])
-            .args(&args)
-            .env("OBSERVER_BIN", root.join("target/release/observer")),
+        c().args([
+            "test",
+            "--package",
+            "observer-tests",
+            "--",
+            "--test-threads=1",
+        ])
+        .args(&args)
+        .env("OBSERVER_BIN", root.join("target/release/observer")),
     )?;
     eprintln!("xtask: all checks passed in {:.0?}", t0.elapsed());
     Ok(())

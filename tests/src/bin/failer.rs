@@ -50,7 +50,9 @@ fn parse_action(a: &str) -> Action {
             path: Vec::new(),
         };
     }
-    let (head, path) = a.split_once(':').unwrap_or_else(|| die(&format!("bad action {a}")));
+    let (head, path) = a
+        .split_once(':')
+        .unwrap_or_else(|| die(&format!("bad action {a}")));
     let (syscall, dir) = match head.split_once('@') {
         Some((s, d)) => (s.to_string(), Some(path_bytes(d))),
         None => (head.to_string(), None),
@@ -88,21 +90,45 @@ fn call(a: &Action, dirfd: i32) -> i64 {
                     mode: 0,
                     resolve: 0,
                 };
-                libc::syscall(libc::SYS_openat2, dirfd, p, &how, std::mem::size_of::<OpenHow>())
+                libc::syscall(
+                    libc::SYS_openat2,
+                    dirfd,
+                    p,
+                    &how,
+                    std::mem::size_of::<OpenHow>(),
+                )
             }
             "creat" => libc::syscall(libc::SYS_creat, p, 0o644),
             "newstat" => libc::syscall(libc::SYS_stat, p, st.as_mut_ptr()),
             "newlstat" => libc::syscall(libc::SYS_lstat, p, st.as_mut_ptr()),
             "newfstatat" => libc::syscall(libc::SYS_newfstatat, dirfd, p, st.as_mut_ptr(), 0),
-            "statx" => libc::syscall(libc::SYS_statx, dirfd, p, 0, libc::STATX_BASIC_STATS, stx.as_mut_ptr()),
+            "statx" => libc::syscall(
+                libc::SYS_statx,
+                dirfd,
+                p,
+                0,
+                libc::STATX_BASIC_STATS,
+                stx.as_mut_ptr(),
+            ),
             "access" => libc::syscall(libc::SYS_access, p, libc::R_OK),
             "faccessat" => libc::syscall(libc::SYS_faccessat, dirfd, p, libc::R_OK),
             "faccessat2" => libc::syscall(libc::SYS_faccessat2, dirfd, p, libc::R_OK, 0),
             "execve" => libc::syscall(libc::SYS_execve, p, argv.as_ptr(), envp.as_ptr()),
-            "execveat" => libc::syscall(libc::SYS_execveat, dirfd, p, argv.as_ptr(), envp.as_ptr(), 0),
-            "empty-fstat" => {
-                libc::syscall(libc::SYS_newfstatat, -1, c"".as_ptr(), st.as_mut_ptr(), libc::AT_EMPTY_PATH)
-            }
+            "execveat" => libc::syscall(
+                libc::SYS_execveat,
+                dirfd,
+                p,
+                argv.as_ptr(),
+                envp.as_ptr(),
+                0,
+            ),
+            "empty-fstat" => libc::syscall(
+                libc::SYS_newfstatat,
+                -1,
+                c"".as_ptr(),
+                st.as_mut_ptr(),
+                libc::AT_EMPTY_PATH,
+            ),
             other => die(&format!("unknown syscall {other}")),
         }
     }
@@ -171,7 +197,11 @@ fn main() {
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
-        let next = || args.get(i + 1).cloned().unwrap_or_else(|| die(&format!("{a} needs a value")));
+        let next = || {
+            args.get(i + 1)
+                .cloned()
+                .unwrap_or_else(|| die(&format!("{a} needs a value")))
+        };
         match a {
             "--comm" => {
                 set_comm(&next());
@@ -196,10 +226,16 @@ fn main() {
             "--setuid" => {
                 let v = next();
                 let (u, g) = v.split_once(':').unwrap_or_else(|| die("--setuid UID:GID"));
-                let (u, g): (u32, u32) = (u.parse().unwrap_or_else(|_| die("uid")), g.parse().unwrap_or_else(|_| die("gid")));
+                let (u, g): (u32, u32) = (
+                    u.parse().unwrap_or_else(|_| die("uid")),
+                    g.parse().unwrap_or_else(|_| die("gid")),
+                );
                 // SAFETY: plain credential syscalls; groups cleared first.
                 unsafe {
-                    if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(g) != 0 || libc::setuid(u) != 0 {
+                    if libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(g) != 0
+                        || libc::setuid(u) != 0
+                    {
                         die("cannot drop privileges");
                     }
                 }
