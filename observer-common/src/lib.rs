@@ -223,8 +223,21 @@ pub struct Config {
     pub self_tgid: u32,
     pub _pad: u32,
     pub errno_mask: [u64; ERRNO_MASK_WORDS],
-    /// NUL-padded comm names; the first `ncomms` are used.
-    pub comms: [[u8; COMM_LEN]; MAX_COMMS],
+    /// NUL-padded comm names as two native-endian u64 words each (aligned, so the kernel
+    /// compares a name in two loads); the first `ncomms` are used. See [`comm_words`].
+    pub comms: [[u64; 2]; MAX_COMMS],
+}
+
+/// A NUL-padded comm as the two words `Config::comms` holds.
+pub fn comm_words(name: &[u8]) -> [u64; 2] {
+    let mut b = [0u8; COMM_LEN];
+    let n = if name.len() < COMM_LEN { name.len() } else { COMM_LEN - 1 };
+    b[..n].copy_from_slice(&name[..n]);
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&b[..8]);
+    hi.copy_from_slice(&b[8..]);
+    [u64::from_ne_bytes(lo), u64::from_ne_bytes(hi)]
 }
 
 impl Config {
@@ -234,7 +247,7 @@ impl Config {
         self_tgid: 0,
         _pad: 0,
         errno_mask: [0; ERRNO_MASK_WORDS],
-        comms: [[0; COMM_LEN]; MAX_COMMS],
+        comms: [[0; 2]; MAX_COMMS],
     };
 
     #[inline(always)]

@@ -46,9 +46,10 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[map]
 static AGG: HashMap<AggKey, AggVal> = HashMap::with_max_entries(AGG_ENTRIES, 0);
 #[map]
-/// Calls between enter and exit. A plain preallocated hash, not an LRU: an LRU update measured
-/// ~190 ns more per call here. It cannot leak: sys_exit fires even for a thread killed inside
-/// the call, and `observer_exit` drops a dying thread's entry anyway.
+/// The call each watched thread is in, between enter and exit: one entry per live watched thread,
+/// overwritten in place at each enter and marked consumed at exit. A plain preallocated hash, not
+/// an LRU: an LRU update measured ~190 ns more per call here. It cannot leak: `observer_exit`
+/// drops a thread's entry when the thread exits.
 static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(INFLIGHT_ENTRIES, 0);
 #[map]
 static PIDS: HashMap<u32, u32> = HashMap::with_max_entries(PIDS_ENTRIES, 0);
@@ -60,6 +61,8 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
 
 const EEXIST: i32 = 17;
+/// `Inflight::syscall` of an entry whose call has exited.
+const CONSUMED: u32 = u32::MAX;
 /// `creat()` is `open(O_CREAT|O_WRONLY|O_TRUNC)`.
 const CREAT_FLAGS: u64 = 0o1101;
 
@@ -72,10 +75,15 @@ fn cfg_flags() -> u32 {
 
 #[inline(always)]
 fn comm_matches() -> bool {
-    let Ok(comm) = bpf_get_current_comm() else {
-        return false;
+    // Aligned words, filled by the raw helper (aya's wrapper memsets and copies a byte array).
+    let mut comm = [0u64; 2];
+    // SAFETY: the helper writes at most 16 bytes, NUL-padded, into our 16-byte buffer.
+    let r = unsafe {
+        aya_ebpf::helpers::generated::bpf_get_current_comm(comm.as_mut_ptr().cast(), COMM_LEN as u32)
     };
-    let (a, b) = comm_words(&comm);
+    if r != 0 {
+        return false;
+    }
     // SAFETY: reads of our own static, volatile as above.
     let n = unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.ncomms) } as usize;
     let mut i = 0;
@@ -85,21 +93,12 @@ fn comm_matches() -> bool {
         }
         // SAFETY: i < MAX_COMMS, the array's length.
         let want = unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.comms[i]) };
-        if comm_words(&want) == (a, b) {
+        if want == comm {
             return true;
         }
         i += 1;
     }
     false
-}
-
-#[inline(always)]
-fn comm_words(c: &[u8; COMM_LEN]) -> (u64, u64) {
-    let mut a = [0u8; 8];
-    let mut b = [0u8; 8];
-    a.copy_from_slice(&c[..8]);
-    b.copy_from_slice(&c[8..]);
-    (u64::from_ne_bytes(a), u64::from_ne_bytes(b))
 }
 
 /// Is the current task one observer watches? Kinds of selector combine with AND, names within a
@@ -175,7 +174,15 @@ fn on_enter(ctx: &TracePointContext, sys: Syscall) {
         dfd,
         syscall: sys as u32,
     };
-    let _ = INFLIGHT.insert(pid_tgid, inflight, 0);
+    match INFLIGHT.get_ptr_mut(pid_tgid) {
+        // The thread's entry from its previous call: overwrite it in place, which costs a lookup
+        // where an update would allocate and swap an element.
+        // SAFETY: only this thread touches its own entry while it runs a syscall.
+        Some(p) => unsafe { *p = inflight },
+        None => {
+            let _ = INFLIGHT.insert(pid_tgid, inflight, 0);
+        }
+    }
 }
 
 #[inline(always)]
@@ -189,20 +196,19 @@ fn stat_add(stat: Stat, n: u64) {
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext, sys: Syscall) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: offset of `ret` in every sys_exit_* format.
     let ret = ctx_read::<i64>(ctx, SYS_EXIT_RET_OFFSET);
-    if ret >= 0 {
-        // Success: the one map operation a watched success pays at exit.
-        let _ = INFLIGHT.remove(pid_tgid);
-        return;
-    }
-    let Some(p) = INFLIGHT.get_ptr(pid_tgid) else {
+    let Some(p) = INFLIGHT.get_ptr_mut(pid_tgid) else {
         return;
     };
-    // SAFETY: copied out before the entry is removed.
-    let inflight = unsafe { *p };
-    let _ = INFLIGHT.remove(pid_tgid);
-    if inflight.syscall != sys as u32 {
+    // SAFETY: the thread's own entry (see on_enter); copied, then marked consumed with a store
+    // rather than deleted: the entry stays for the thread's next call, and is dropped when the
+    // thread exits (observer_exit).
+    let inflight = unsafe {
+        let v = *p;
+        (*p).syscall = CONSUMED;
+        v
+    };
+    if ret >= 0 || inflight.syscall != sys as u32 {
         return;
     }
     let errno = (-ret) as u32;

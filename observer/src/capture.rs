@@ -87,7 +87,7 @@ impl Filter {
         if !comms.is_empty() {
             c.flags |= FILTER_COMM;
             for (slot, name) in c.comms.iter_mut().zip(&comms) {
-                slot[..name.len()].copy_from_slice(name.as_bytes());
+                *slot = observer_common::comm_words(name.as_bytes());
             }
             c.ncomms = comms.len() as u32;
         }
@@ -631,8 +631,8 @@ mod tests {
         };
         let c = f.config(false);
         assert_eq!(c.ncomms, 2);
-        assert_eq!(&c.comms[0][..10], b"php-fpm8.2");
-        assert_eq!(c.comms[0][10], 0);
+        assert_eq!(c.comms[0], observer_common::comm_words(b"php-fpm8.2"));
+        assert_eq!(c.comms[0][1] >> 16, 0, "NUL padded after 10 bytes");
         assert!(c.errno_wanted(13) && c.errno_wanted(2) && !c.errno_wanted(1));
     }
 

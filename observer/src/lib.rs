@@ -12,3 +12,20 @@ pub mod model;
 pub mod output;
 pub mod report;
 pub mod resolve;
+
+#[cfg(test)]
+mod readme {
+    /// The README carries the scoring and JSON schema documentation verbatim (minus their own
+    /// heading), so it cannot drift from the code.
+    #[test]
+    fn readme_documents_scoring_and_schema_as_the_code_does() {
+        let readme = include_str!("../../README.md");
+        for (name, doc) in [
+            ("SCORING_DOC", crate::report::SCORING_DOC),
+            ("JSON_SCHEMA_DOC", crate::report::JSON_SCHEMA_DOC),
+        ] {
+            let body = doc.split_once('\n').map_or(doc, |(_, rest)| rest).trim();
+            assert!(readme.contains(body), "README.md is out of date with {name}:\n{body}");
+        }
+    }
+}

@@ -15,10 +15,10 @@ use anyhow::{Context, Result, bail};
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Failing calls per round.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 300_000)]
     calls: u64,
     /// Rounds per configuration (the median is reported).
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 11)]
     rounds: usize,
 }
 
@@ -137,16 +137,36 @@ pub fn run(observer: &Path, a: &BenchArgs) -> Result<()> {
     let (calls, rounds) = (a.calls, a.rounds);
     eprintln!("bench: {rounds} rounds of {calls} failing openat calls per configuration; medians");
 
-    let base = measure(&[], &failer, WATCHED, calls, rounds)?;
-
+    // This machine's speed drifts (shared host): untraced rounds are taken before and after the
+    // traced ones, and watched/unwatched rounds alternate within one observer session, so every
+    // figure is compared with neighbours measured at the same time.
+    let half = rounds.div_ceil(2);
+    let mut untraced = Vec::new();
+    for _ in 0..half {
+        untraced.push(measure(&[], &failer, WATCHED, calls, 1)?);
+    }
     let mut obs = spawn_ready(
         Command::new(observer).args(["--comm", WATCHED, "--format", "json"]),
         ": watching ",
         false,
     )?;
-    let watched = measure(&[], &failer, WATCHED, calls, rounds)?;
-    let unwatched = measure(&[], &failer, UNWATCHED, calls, rounds)?;
+    let (mut watched, mut unwatched) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        watched.push(measure(&[], &failer, WATCHED, calls, 1)?);
+        unwatched.push(measure(&[], &failer, UNWATCHED, calls, 1)?);
+    }
     interrupt(&mut obs);
+    for _ in 0..half {
+        untraced.push(measure(&[], &failer, WATCHED, calls, 1)?);
+    }
+    let spread = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() - 1])
+    };
+    let (base, base_spread) = (median(untraced.clone()), spread(&untraced));
+    let watched = median(watched);
+    let unwatched = median(unwatched);
 
     let bpftrace = if which("bpftrace") {
         let script = format!(
@@ -187,7 +207,13 @@ pub fn run(observer: &Path, a: &BenchArgs) -> Result<()> {
 
     println!();
     println!("cost of one failing openat (median ns/call over {rounds} rounds)");
-    println!("  {:<44} {:>9.1} ns", "untraced", base);
+    println!(
+        "  {:<44} {:>9.1} ns  (rounds ranged {:.0}-{:.0} ns)",
+        "untraced",
+        base,
+        base_spread.0,
+        base_spread.1
+    );
     println!(
         "  {:<44} {:>9.1} ns  (+{:.1} ns)",
         "watched by observer",

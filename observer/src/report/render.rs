@@ -16,7 +16,7 @@ use crate::report::time::{elapsed, rfc3339_millis};
 pub const JSON_VERSION: u64 = 1;
 
 /// The JSON output, as Markdown for the README.
-pub const JSON_SCHEMA_DOC: &str = r#"### JSON output (`--json`, schema version 1)
+pub const JSON_SCHEMA_DOC: &str = r#"### JSON output (`--format json`, schema version 1)
 
 One document per report:
 
@@ -26,7 +26,7 @@ One document per report:
   "observer": "0.1.0",
   "started": "2024-05-01T12:00:00.000Z",
   "ended": "2024-05-01T12:10:00.000Z",
-  "filter": { "comm": ["apache2", "php-fpm8.2"] },
+  "filter": { "comms": ["apache2"], "pids": [], "cgroups": [], "all": false, "errnos": [], "syscalls": [] },
   "totals": { "failures": 5321, "distinct": 5, "lost": 0, "overflow": 0 },
   "paths": [
     {
@@ -78,13 +78,13 @@ One document per report:
 | `comms` | process names that made the calls |
 | `uids` | credentials of the calling processes; `user`/`group` are null when the id has no name |
 | `pids`, `pid_count` | a sample of the calling process ids, and how many there were |
-| `first_seen`, `last_seen` | RFC 3339 UTC with milliseconds |
+| `first_seen`, `last_seen` | RFC 3339 UTC with milliseconds. `first_seen` is the kernel's timestamp of the first failure; repeats are counted in the kernel without reading a clock, so `last_seen` is the time of the poll (every `--interval`) that saw the count grow |
 | `score`, `reasons` | the ranking score (2 decimals) and the reasons behind it |
 | `hints[]` | live-filesystem findings: `kind` (e.g. `near_match`, `package_file_missing`, `permission_denied`, `exists_now`), `message`, optional `suggestion`, and the `weight` it added to the score. Paths inside messages are escaped |
 | `truncated` | the kernel cut the path at PATH_MAX |
 | `resolved` | false for a relative path whose process's working directory was not known |
 
-Live events (`--jsonl`), one object per line, emitted when a distinct failure is first seen:
+Live events (`--format jsonl`), one object per line, emitted when a distinct failure is first seen:
 
 ```json
 {"event":"new_failure","time":"2024-05-01T12:00:01.250Z","path":"/var/www/html/inc/class-x.phpp","errno":"ENOENT","errno_code":2,"syscall":"openat","comm":"apache2","pid":4101,"tid":4101,"uid":33,"gid":33,"flags":524288,"truncated":false,"resolved":true}
