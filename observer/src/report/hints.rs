@@ -523,7 +523,19 @@ fn likeness(want: &[u8], cand: &[u8]) -> Option<(Likeness, usize)> {
         return None;
     }
     let d = bounded_osa(want, cand, k)?;
+    // The stems must be alike on their own: `db.phpp` is a typo of `db.php`, but `nope.php` is
+    // not one of `home.php` (two of the stem's four letters differ; a 404's template lookup).
+    let (ws, cs) = (stem(want), stem(cand));
+    bounded_osa(ws, cs, allowed_edits(ws.len()))?;
     Some((Likeness::Typo, 2 + d))
+}
+
+/// The name without its last extension (`helpers.phpp` -> `helpers`; `.htaccess` stays whole).
+fn stem(name: &[u8]) -> &[u8] {
+    match name.iter().rposition(|b| *b == b'.') {
+        Some(i) if i > 0 => &name[..i],
+        _ => name,
+    }
 }
 
 /// Optimal-string-alignment distance (Levenshtein plus adjacent transpositions), ASCII case
@@ -1555,6 +1567,20 @@ mod tests {
         assert_eq!(likeness(b"x.conf", b"x.conf.dpkg-dist"), None);
         assert_eq!(likeness(b"x.php", b"x.php~"), None);
         assert_eq!(likeness(b"abc", b"abd"), None);
+        // Edits in a short stem are not a typo; in the extension, or a longer stem, they are.
+        assert_eq!(likeness(b"nope.php", b"home.php"), None);
+        assert_eq!(
+            likeness(b"db.phpp", b"db.php").map(|l| l.0),
+            Some(Likeness::Typo)
+        );
+        assert_eq!(
+            likeness(b"hone.php", b"home.php").map(|l| l.0),
+            Some(Likeness::Typo)
+        );
+        assert_eq!(
+            likeness(b"confgi.php", b"config.php").map(|l| l.0),
+            Some(Likeness::Typo)
+        );
     }
 
     #[test]
