@@ -231,7 +231,11 @@ pub struct Config {
 /// A NUL-padded comm as the two words `Config::comms` holds.
 pub fn comm_words(name: &[u8]) -> [u64; 2] {
     let mut b = [0u8; COMM_LEN];
-    let n = if name.len() < COMM_LEN { name.len() } else { COMM_LEN - 1 };
+    let n = if name.len() < COMM_LEN {
+        name.len()
+    } else {
+        COMM_LEN - 1
+    };
     b[..n].copy_from_slice(&name[..n]);
     let mut lo = [0u8; 8];
     let mut hi = [0u8; 8];

@@ -79,7 +79,10 @@ fn comm_matches() -> bool {
     let mut comm = [0u64; 2];
     // SAFETY: the helper writes at most 16 bytes, NUL-padded, into our 16-byte buffer.
     let r = unsafe {
-        aya_ebpf::helpers::generated::bpf_get_current_comm(comm.as_mut_ptr().cast(), COMM_LEN as u32)
+        aya_ebpf::helpers::generated::bpf_get_current_comm(
+            comm.as_mut_ptr().cast(),
+            COMM_LEN as u32,
+        )
     };
     if r != 0 {
         return false;

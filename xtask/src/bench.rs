@@ -209,10 +209,7 @@ pub fn run(observer: &Path, a: &BenchArgs) -> Result<()> {
     println!("cost of one failing openat (median ns/call over {rounds} rounds)");
     println!(
         "  {:<44} {:>9.1} ns  (rounds ranged {:.0}-{:.0} ns)",
-        "untraced",
-        base,
-        base_spread.0,
-        base_spread.1
+        "untraced", base, base_spread.0, base_spread.1
     );
     println!(
         "  {:<44} {:>9.1} ns  (+{:.1} ns)",
