@@ -305,8 +305,11 @@ pub enum Stat {
     PathFault = 2,
     /// Descendants of `--pid` targets that did not fit in `PIDS` (not followed).
     PidsFull = 3,
+    /// Directory opens whose record could not be delivered: a later dirfd-relative failure
+    /// falls back to /proc to resolve.
+    DirfdLost = 4,
 }
-pub const STAT_COUNT: u32 = 4;
+pub const STAT_COUNT: u32 = 5;
 
 /// PIDS value: a pid named with `--pid`.
 pub const PID_EXPLICIT: u32 = 1;
@@ -355,6 +358,15 @@ pub const STATUS_TRUNCATED: u32 = 1 << 0;
 pub const STATUS_UNAGGREGATED: u32 = 1 << 1;
 /// The path pointer could not be read (EFAULT): no path.
 pub const STATUS_PATH_FAULT: u32 = 1 << 2;
+
+/// Not a failure: a watched process opened a directory (O_DIRECTORY or O_PATH) successfully.
+/// `aux` holds the new fd, `key.dfd` the dirfd the path is relative to. Userspace keeps a table
+/// of these so a later `openat(fd, "rel")` resolves even after the fd is closed (glibc's NSS
+/// walks `/run/systemd/userdb` that way and closes each fd at once).
+pub const STATUS_DIRFD: u32 = 1 << 3;
+/// `O_DIRECTORY` and `O_PATH` (x86_64).
+pub const O_DIRECTORY: u64 = 0o200000;
+pub const O_PATH: u64 = 0o10000000;
 
 /// Header of a ring-buffer record; `path_len` bytes of path follow it.
 #[repr(C)]

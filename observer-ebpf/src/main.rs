@@ -30,9 +30,10 @@ use observer_common::{
     AGG_ENTRIES, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, AggKey, AggVal, CGROUPS_ENTRIES,
     COMM_LEN, CONFIG_VERBOSE, Config, EVENT_HEADER_LEN, EVENTS_BYTES, EXIT_GROUP_DEAD_OFFSET,
     EXIT_PID_OFFSET, EventBuf, FILTER_ALL, FILTER_CGROUP, FILTER_COMM, FILTER_PID,
-    FORK_CHILD_PID_OFFSET, HASH_SEED, INFLIGHT_ENTRIES, Inflight, MAX_COMMS, PATH_MAX,
-    PID_INHERITED, PIDS_ENTRIES, STAT_COUNT, STATUS_PATH_FAULT, STATUS_TRUNCATED,
-    STATUS_UNAGGREGATED, SYS_EXIT_RET_OFFSET, Stat, Syscall, hash_finish, hash_step,
+    FORK_CHILD_PID_OFFSET, HASH_SEED, INFLIGHT_ENTRIES, Inflight, MAX_COMMS, O_DIRECTORY, O_PATH,
+    PATH_MAX, PID_INHERITED, PIDS_ENTRIES, STAT_COUNT, STATUS_DIRFD, STATUS_PATH_FAULT,
+    STATUS_TRUNCATED, STATUS_UNAGGREGATED, SYS_EXIT_RET_OFFSET, Stat, Syscall, hash_finish,
+    hash_step,
 };
 
 /// Set by userspace at load (`EbpfLoader::override_global`). It lives in `.rodata`, which the
@@ -211,7 +212,21 @@ fn on_exit(ctx: &TracePointContext, sys: Syscall) {
         (*p).syscall = CONSUMED;
         v
     };
-    if ret >= 0 || inflight.syscall != sys as u32 {
+    if inflight.syscall != sys as u32 {
+        return;
+    }
+    let mut inflight = inflight;
+    if sys == Syscall::Openat2 {
+        // openat2's flags live in the caller's `struct open_how` (first field).
+        // SAFETY: the helper validates the user pointer.
+        inflight.flags = unsafe { bpf_probe_read_user(inflight.aux as *const u64) }.unwrap_or(0);
+    }
+    if ret >= 0 {
+        if matches!(sys, Syscall::Open | Syscall::Openat | Syscall::Openat2)
+            && inflight.flags & (O_DIRECTORY | O_PATH) != 0
+        {
+            record_dirfd(&inflight, pid_tgid, ret);
+        }
         return;
     }
     let errno = (-ret) as u32;
@@ -241,6 +256,40 @@ fn errno_wanted(cfg: &Config, errno: u32) -> bool {
         }
     };
     mask & (1u64 << (errno % 64)) != 0
+}
+
+/// A successful directory open: its fd and path go to userspace, which resolves later
+/// dirfd-relative failures with them (the fd may be closed by the time they arrive).
+#[inline(always)]
+fn record_dirfd(inf: &Inflight, pid_tgid: u64, fd: i64) {
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU scratch slot is ours for the duration of this program.
+    let buf = unsafe { &mut *buf };
+    // SAFETY: the helper validates the user pointer and bounds the copy by the buffer.
+    let Ok(len) =
+        (unsafe { bpf_probe_read_user_str_bytes(inf.path_ptr as *const u8, &mut buf.path) })
+            .map(|s| s.len())
+    else {
+        return;
+    };
+    let key = AggKey {
+        path_hash: 0,
+        tgid: (pid_tgid >> 32) as u32,
+        errno: 0,
+        syscall: inf.syscall,
+        dfd: inf.dfd,
+    };
+    let at = Inflight {
+        aux: fd as u64,
+        ..*inf
+    };
+    // SAFETY: helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !emit(buf, &key, &at, pid_tgid, now, len, STATUS_DIRFD) {
+        stat_add(Stat::DirfdLost, 1);
+    }
 }
 
 #[inline(always)]

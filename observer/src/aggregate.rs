@@ -6,11 +6,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use observer_common::{AggKey, AggVal, STATUS_TRUNCATED, STATUS_UNAGGREGATED, Syscall};
+use observer_common::{
+    AT_FDCWD, AggKey, AggVal, STATUS_DIRFD, STATUS_TRUNCATED, STATUS_UNAGGREGATED, Syscall,
+};
 
 use crate::capture::{KernelStats, Sighting};
 use crate::model::{Failure, PID_SAMPLE, Totals};
-use crate::resolve::resolve;
+use crate::resolve::resolve_with;
+
+/// How many (process, fd) -> directory entries the store remembers.
+const DIRFDS_MAX: usize = 16384;
 
 /// Converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to wall-clock time.
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +113,8 @@ pub struct Store {
     /// Failures that arrived one by one because the kernel aggregate was full.
     singles: HashMap<(Vec<u8>, i32, u32, u32), Entry>,
     rows_seen: HashSet<(Vec<u8>, i32)>,
+    /// Directories watched processes opened, by (tgid, fd), as absolute paths.
+    dirfds: HashMap<(u32, i32), Vec<u8>>,
     pub kernel: KernelStats,
     /// Records that did not decode (should stay 0).
     pub bad_records: u64,
@@ -134,7 +141,19 @@ impl Store {
     pub fn on_sighting(&mut self, s: &Sighting, clock: &Clock) -> Option<NewFailure> {
         let h = &s.hdr;
         let syscall = Syscall::from_u32(h.key.syscall)?;
-        let r = resolve(h.key.tgid, h.tid, h.key.dfd, &s.path);
+        let dir = self.dirfds.get(&(h.key.tgid, h.key.dfd)).map(Vec::as_slice);
+        let dir = if h.key.dfd == AT_FDCWD { None } else { dir };
+        let r = resolve_with(h.key.tgid, h.tid, h.key.dfd, &s.path, dir);
+        if h.status & STATUS_DIRFD != 0 {
+            // A directory open, not a failure: remember where the fd points.
+            if !r.unresolved {
+                if self.dirfds.len() >= DIRFDS_MAX {
+                    self.dirfds.clear();
+                }
+                self.dirfds.insert((h.key.tgid, h.aux as i32), r.path);
+            }
+            return None;
+        }
         let info = KeyInfo {
             path: r.path,
             raw_path: s.path.clone(),
@@ -351,6 +370,28 @@ mod tests {
         assert_eq!(enoent.syscalls[&Syscall::Newfstatat], 9);
         assert_eq!(enoent.pid_count, 2);
         assert_eq!(st.totals(&rows).failures, 13);
+    }
+
+    #[test]
+    fn dirfd_relative_failures_resolve_from_recorded_directory_opens() {
+        let clock = Clock::fixed(0, SystemTime::UNIX_EPOCH);
+        let mut st = Store::new();
+        // A process that is gone: /proc cannot help, the recorded opens must.
+        let tgid = u32::MAX - 7;
+        let mut root = sighting(b"/run", tgid, 0, Syscall::Openat, 0, STATUS_DIRFD);
+        root.hdr.key.dfd = AT_FDCWD;
+        root.hdr.aux = 5;
+        assert!(st.on_sighting(&root, &clock).is_none(), "a directory open is not a failure");
+        let mut sub = sighting(b"systemd", tgid, 0, Syscall::Openat, 0, STATUS_DIRFD);
+        sub.hdr.key.dfd = 5;
+        sub.hdr.aux = 6;
+        st.on_sighting(&sub, &clock);
+        let mut fail = sighting(b"userdb", tgid, 2, Syscall::Openat, 9, 0);
+        fail.hdr.key.dfd = 6;
+        let new = st.on_sighting(&fail, &clock).expect("new failure");
+        assert_eq!(new.info.path, b"/run/systemd/userdb");
+        assert!(!new.info.unresolved);
+        assert_eq!(st.failures(&clock).len(), 1);
     }
 
     #[test]

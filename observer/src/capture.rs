@@ -181,6 +181,7 @@ pub struct KernelStats {
     pub overflow: u64,
     pub path_faults: u64,
     pub pids_full: u64,
+    pub dirfd_lost: u64,
 }
 
 /// A loaded and attached capture.
@@ -444,6 +445,7 @@ impl Capture {
             overflow: sums[Stat::AggOverflow as usize],
             path_faults: sums[Stat::PathFault as usize],
             pids_full: sums[Stat::PidsFull as usize],
+            dirfd_lost: sums[Stat::DirfdLost as usize],
         })
     }
 

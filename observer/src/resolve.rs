@@ -15,13 +15,21 @@ pub struct Resolved {
 
 /// Resolves `raw` as the thread `tid` of process `tgid` named it relative to `dfd`.
 pub fn resolve(tgid: u32, tid: u32, dfd: i32, raw: &[u8]) -> Resolved {
+    resolve_with(tgid, tid, dfd, raw, None)
+}
+
+/// As [`resolve`], with the directory `dfd` pointed to when the call was made, if known (from
+/// the kernel's record of the directory open: the fd may be closed by now).
+pub fn resolve_with(tgid: u32, tid: u32, dfd: i32, raw: &[u8], dir: Option<&[u8]>) -> Resolved {
     if raw.first() == Some(&b'/') {
         return Resolved {
             path: raw.to_vec(),
             unresolved: false,
         };
     }
-    let base = if dfd == AT_FDCWD {
+    let base = if let Some(d) = dir {
+        Some(d.to_vec())
+    } else if dfd == AT_FDCWD {
         read_link(&format!("/proc/{tgid}/task/{tid}/cwd"))
             .or_else(|| read_link(&format!("/proc/{tgid}/cwd")))
     } else if dfd >= 0 {

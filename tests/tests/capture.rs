@@ -233,6 +233,27 @@ fn relative_and_dirfd_paths_resolve_to_absolute() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// glibc's NSS (systemd's chase()) opens `userdb` relative to O_PATH directory fds it closes at
+/// once; the process may exit right after. The path still resolves, from the kernel's record of
+/// the directory opens, not from /proc.
+#[test]
+fn dirfd_relative_paths_resolve_after_the_fd_is_closed_and_the_process_is_gone() {
+    let comm = unique_comm("obs-chase");
+    let obs = Observer::start(&["--comm", &comm]);
+    failer(&[
+        "--comm",
+        &comm,
+        "chase:/usr/share/nonexistent-observer-chase/userdb",
+        "chase:/run/nonexistent-observer-userdb",
+    ]);
+    let report = obs.stop();
+    let r = row(&report, b"/usr/share/nonexistent-observer-chase", "ENOENT");
+    assert_eq!(r["resolved"], true, "{r:#}");
+    let r = row(&report, b"/run/nonexistent-observer-userdb", "ENOENT");
+    assert_eq!(r["resolved"], true, "{r:#}");
+    assert_eq!(report["paths"].as_array().unwrap().len(), 2, "{report:#}");
+}
+
 #[test]
 fn long_and_hostile_paths_arrive_byte_exact() {
     let comm = unique_comm("obs-bytes");

@@ -6,6 +6,7 @@
 //!   ACTION = SYSCALL:PATH          e.g. openat:/nope, newfstatat:/nope, execve:/nope
 //!          | SYSCALL@DIR:PATH       dirfd-relative: open DIR, then SYSCALL(dirfd, PATH)
 //!          | empty-fstat            newfstatat(-1, "", AT_EMPTY_PATH): an fstat, not a lookup
+//!          | chase:PATH             systemd's chase(): O_PATH dirfds per component, each closed at once
 //!   PATH may be `hex:<hex bytes>` for names that do not survive a command line.
 //!   --wait: read one line from stdin before acting (lets a test move us into a cgroup first).
 //!   bench --calls N --rounds R [--comm NAME]: time failing openat calls, one line per round in
@@ -134,8 +135,65 @@ fn call(a: &Action, dirfd: i32) -> i64 {
     }
 }
 
+/// systemd's chase(): walk PATH from "/" with O_PATH directory fds, one component at a time,
+/// closing each fd at once; open the last component relative to its parent's fd.
+fn chase(path: &[u8]) {
+    let comps: Vec<&[u8]> = path
+        .split(|&c| c == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    let open_dir = |dirfd: i32, name: &[u8]| -> i32 {
+        let c = CString::new(name.to_vec()).unwrap_or_else(|_| die("NUL in path"));
+        // SAFETY: valid C string; raw openat so the syscall is exactly this one.
+        unsafe {
+            libc::syscall(
+                libc::SYS_openat,
+                dirfd,
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            ) as i32
+        }
+    };
+    let mut fd = open_dir(libc::AT_FDCWD, b"/");
+    let Some((last, dirs)) = comps.split_last() else {
+        return;
+    };
+    for d in dirs {
+        let next = open_dir(fd, d);
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+        if next < 0 {
+            return;
+        }
+        fd = next;
+    }
+    let c = CString::new(last.to_vec()).unwrap_or_else(|_| die("NUL in path"));
+    // SAFETY: valid C string.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            fd,
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    // SAFETY: our fds.
+    unsafe {
+        if r >= 0 {
+            libc::close(r as i32);
+        }
+        libc::close(fd);
+    }
+}
+
 fn perform(actions: &[Action], repeat: u64) {
     for a in actions {
+        if a.syscall == "chase" {
+            for _ in 0..repeat {
+                chase(&a.path);
+            }
+            continue;
+        }
         let dirfd = match &a.dir {
             Some(d) => {
                 let c = CString::new(d.clone()).unwrap_or_else(|_| die("dir with NUL"));
