@@ -86,6 +86,25 @@ impl Syscall {
         &LAYOUTS[self as usize]
     }
 
+    /// The syscall's number on x86_64.
+    pub const fn nr(self) -> u32 {
+        match self {
+            Syscall::Open => 2,
+            Syscall::Newstat => 4,
+            Syscall::Newlstat => 6,
+            Syscall::Access => 21,
+            Syscall::Execve => 59,
+            Syscall::Creat => 85,
+            Syscall::Openat => 257,
+            Syscall::Newfstatat => 262,
+            Syscall::Faccessat => 269,
+            Syscall::Execveat => 322,
+            Syscall::Statx => 332,
+            Syscall::Openat2 => 437,
+            Syscall::Faccessat2 => 439,
+        }
+    }
+
     pub const fn intent(self) -> Intent {
         match self {
             Syscall::Open | Syscall::Openat | Syscall::Openat2 | Syscall::Creat => Intent::Open,
@@ -223,6 +242,9 @@ pub struct Config {
     pub self_tgid: u32,
     pub _pad: u32,
     pub errno_mask: [u64; ERRNO_MASK_WORDS],
+    /// Syscall number -> `Syscall as u8`, or `NOT_HOOKED`: the dispatch table of the raw
+    /// syscall tracepoints (x86_64 numbers, `Syscall::nr`).
+    pub sys_kind: [u8; SYSCALL_TABLE_LEN],
     /// NUL-padded comm names as two native-endian u64 words each (aligned, so the kernel
     /// compares a name in two loads); the first `ncomms` are used. See [`comm_words`].
     pub comms: [[u64; 2]; MAX_COMMS],
@@ -251,6 +273,7 @@ impl Config {
         self_tgid: 0,
         _pad: 0,
         errno_mask: [0; ERRNO_MASK_WORDS],
+        sys_kind: [NOT_HOOKED; SYSCALL_TABLE_LEN],
         comms: [[0; 2]; MAX_COMMS],
     };
 
@@ -266,7 +289,14 @@ impl Config {
         self.errno_mask[word] & (1u64 << (errno % 64)) != 0
     }
 }
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + 8 * ERRNO_MASK_WORDS + 16 * 16);
+const _: () = assert!(
+    core::mem::size_of::<Config>() == 16 + 8 * ERRNO_MASK_WORDS + SYSCALL_TABLE_LEN + 16 * 16
+);
+
+/// Syscall numbers below this are looked up in `Config::sys_kind` (a power of two).
+pub const SYSCALL_TABLE_LEN: usize = 512;
+/// `Config::sys_kind` entry of a syscall observer does not hook.
+pub const NOT_HOOKED: u8 = 0xff;
 
 /// Name of the `Config` global in the eBPF object.
 pub const CONFIG_GLOBAL: &str = "OBSERVER_CONFIG";

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{BtfTracePoint, RawTracePoint, TracePoint},
 };
 use observer_common::{
     AggKey, AggVal, COMM_LEN, CONFIG_GLOBAL, CONFIG_VERBOSE, Config, EVENT_HEADER_LEN, EventHeader,
@@ -77,9 +77,12 @@ impl Filter {
         }
     }
 
-    fn config(&self, verbose: bool) -> Config {
+    fn config(&self, verbose: bool, hooked: &[Syscall]) -> Config {
         let mut c = Config::DEFAULT;
         c.flags = 0;
+        for &s in hooked {
+            c.sys_kind[s.nr() as usize] = s as u8;
+        }
         let comms = self.effective_comms();
         if self.all {
             c.flags |= FILTER_ALL;
@@ -234,7 +237,21 @@ impl Capture {
         raise_memlock();
         ensure_tracefs();
 
-        let config = filter.config(verbose);
+        // Which of the wanted syscalls this kernel has: its per-syscall tracepoints list them
+        // (observer itself hooks the raw sys_enter/sys_exit pair, which is far cheaper).
+        let wanted: Vec<Syscall> = if filter.syscalls.is_empty() {
+            Syscall::ALL.to_vec()
+        } else {
+            filter.syscalls.clone()
+        };
+        let events = Path::new(TRACEFS).join("events/syscalls");
+        let (attached, skipped): (Vec<Syscall>, Vec<Syscall>) = wanted.into_iter().partition(|s| {
+            !events.exists() || events.join(format!("sys_enter_{}", s.name())).exists()
+        });
+        if attached.is_empty() {
+            bail!("none of the requested syscalls exists on this kernel");
+        }
+        let config = filter.config(verbose, &attached);
         let log_level: u8 = if verbose { 0xff } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &config, true)
@@ -279,44 +296,12 @@ impl Capture {
             cap.refresh_cgroups()?;
         }
 
-        let wanted: Vec<Syscall> = if filter.syscalls.is_empty() {
-            Syscall::ALL.to_vec()
-        } else {
-            filter.syscalls.clone()
-        };
-        for sys in wanted {
-            let enter = format!("sys_enter_{}", sys.name());
-            let exit = format!("sys_exit_{}", sys.name());
-            if !Path::new(TRACEFS)
-                .join("events/syscalls")
-                .join(&enter)
-                .exists()
-            {
-                cap.skipped
-                    .push((sys, "no such tracepoint on this kernel".to_string()));
-                continue;
-            }
-            // Exit first: an enter without its exit would only leave a stale LRU entry, but an
-            // exit attached late would miss the first calls.
-            let r = cap
-                .attach_one(&exit, "syscalls", &exit)
-                .and_then(|()| cap.attach_one(&enter, "syscalls", &enter));
-            match r {
-                Ok(()) => cap.attached.push(sys),
-                Err(e) => cap.skipped.push((sys, format!("{e:#}"))),
-            }
-        }
-        if cap.attached.is_empty() {
-            let why: Vec<String> = cap
-                .skipped
-                .iter()
-                .map(|(s, w)| format!("{}: {w}", s.name()))
-                .collect();
-            bail!(
-                "no syscall tracepoint could be attached ({})",
-                why.join("; ")
-            );
-        }
+        cap.attached = attached;
+        cap.skipped = skipped
+            .into_iter()
+            .map(|s| (s, "no such syscall on this kernel".to_string()))
+            .collect();
+        cap.attach_syscalls()?;
         let events: RingBuf<MapData> = cap
             .ebpf
             .take_map(MAP_EVENTS)
@@ -325,6 +310,48 @@ impl Capture {
             .context("opening the ring buffer")?;
         cap.events = Some(events);
         Ok(cap)
+    }
+
+    /// Attaches the raw syscall tracepoint pair: BTF-typed when the kernel has BTF (registers
+    /// read with plain loads), else the plain raw tracepoint variant (bpf_probe_read_kernel).
+    /// Exit first: an exit attached after its enter could miss the first calls' exits.
+    fn attach_syscalls(&mut self) -> Result<()> {
+        if Path::new("/sys/kernel/btf/vmlinux").exists() {
+            let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
+            for (prog, tp) in [
+                ("observer_sys_exit", "sys_exit"),
+                ("observer_sys_enter", "sys_enter"),
+            ] {
+                let p: &mut BtfTracePoint = self
+                    .ebpf
+                    .program_mut(prog)
+                    .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
+                    .try_into()?;
+                p.load(tp, &btf)
+                    .map_err(|e| explain_load_error(anyhow::Error::from(e)))
+                    .with_context(|| format!("loading {prog}"))?;
+                p.attach()
+                    .with_context(|| format!("attaching tp_btf/{tp}"))?;
+            }
+        } else {
+            log::debug!("no kernel BTF: using plain raw tracepoints");
+            for (prog, tp) in [
+                ("observer_sys_exit_raw", "sys_exit"),
+                ("observer_sys_enter_raw", "sys_enter"),
+            ] {
+                let p: &mut RawTracePoint = self
+                    .ebpf
+                    .program_mut(prog)
+                    .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
+                    .try_into()?;
+                p.load()
+                    .map_err(|e| explain_load_error(anyhow::Error::from(e)))
+                    .with_context(|| format!("loading {prog}"))?;
+                p.attach(tp)
+                    .with_context(|| format!("attaching raw_tp/{tp}"))?;
+            }
+        }
+        Ok(())
     }
 
     fn attach_one(&mut self, prog: &str, category: &str, name: &str) -> Result<()> {
@@ -620,7 +647,7 @@ mod tests {
             ..Filter::default()
         };
         assert!(f.effective_comms().is_empty());
-        let c = f.config(false);
+        let c = f.config(false, &Syscall::ALL);
         assert_eq!(c.flags & (FILTER_COMM | FILTER_PID), FILTER_PID);
     }
 
@@ -631,7 +658,7 @@ mod tests {
             errnos: vec![2, 13],
             ..Filter::default()
         };
-        let c = f.config(false);
+        let c = f.config(false, &Syscall::ALL);
         assert_eq!(c.ncomms, 2);
         assert_eq!(c.comms[0], observer_common::comm_words(b"php-fpm8.2"));
         assert_eq!(c.comms[0][1] >> 16, 0, "NUL padded after 10 bytes");

@@ -48,6 +48,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Runs `failer bench` (optionally under a wrapper) and returns the median ns/call.
 fn measure(wrapper: &[&str], failer: &Path, comm: &str, calls: u64, rounds: usize) -> Result<f64> {
+    measure_op(wrapper, failer, comm, "openat", calls, rounds)
+}
+
+fn measure_op(
+    wrapper: &[&str],
+    failer: &Path,
+    comm: &str,
+    op: &str,
+    calls: u64,
+    rounds: usize,
+) -> Result<f64> {
     let mut cmd = match wrapper.split_first() {
         Some((w, rest)) => {
             let mut c = Command::new(w);
@@ -61,6 +72,8 @@ fn measure(wrapper: &[&str], failer: &Path, comm: &str, calls: u64, rounds: usiz
             "bench",
             "--comm",
             comm,
+            "--op",
+            op,
             "--calls",
             &calls.to_string(),
             "--rounds",
@@ -142,22 +155,26 @@ pub fn run(observer: &Path, a: &BenchArgs) -> Result<()> {
     // figure is compared with neighbours measured at the same time.
     let half = rounds.div_ceil(2);
     let mut untraced = Vec::new();
+    let mut other_base = Vec::new();
     for _ in 0..half {
         untraced.push(measure(&[], &failer, WATCHED, calls, 1)?);
+        other_base.push(measure_op(&[], &failer, UNWATCHED, "close", calls, 1)?);
     }
     let mut obs = spawn_ready(
         Command::new(observer).args(["--comm", WATCHED, "--format", "json"]),
         ": watching ",
         false,
     )?;
-    let (mut watched, mut unwatched) = (Vec::new(), Vec::new());
+    let (mut watched, mut unwatched, mut other) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         watched.push(measure(&[], &failer, WATCHED, calls, 1)?);
         unwatched.push(measure(&[], &failer, UNWATCHED, calls, 1)?);
+        other.push(measure_op(&[], &failer, UNWATCHED, "close", calls, 1)?);
     }
     interrupt(&mut obs);
     for _ in 0..half {
         untraced.push(measure(&[], &failer, WATCHED, calls, 1)?);
+        other_base.push(measure_op(&[], &failer, UNWATCHED, "close", calls, 1)?);
     }
     let spread = |v: &[f64]| {
         let mut v = v.to_vec();
@@ -167,6 +184,7 @@ pub fn run(observer: &Path, a: &BenchArgs) -> Result<()> {
     let (base, base_spread) = (median(untraced.clone()), spread(&untraced));
     let watched = median(watched);
     let unwatched = median(unwatched);
+    let (other_base, other) = (median(other_base), median(other));
 
     let bpftrace = if which("bpftrace") {
         let script = format!(
@@ -244,6 +262,15 @@ pub fn run(observer: &Path, a: &BenchArgs) -> Result<()> {
         "unwatched process, observer running",
         unwatched,
         unwatched - base
+    );
+    println!();
+    println!("cost of any syscall observer does not hook (close(-1), median ns/call)");
+    println!("  {:<44} {:>9.1} ns", "untraced", other_base);
+    println!(
+        "  {:<44} {:>9.1} ns  (+{:.1} ns)",
+        "observer running",
+        other,
+        other - other_base
     );
     println!();
     println!(

@@ -9,8 +9,8 @@
 //!          | chase:PATH             systemd's chase(): O_PATH dirfds per component, each closed at once
 //!   PATH may be `hex:<hex bytes>` for names that do not survive a command line.
 //!   --wait: read one line from stdin before acting (lets a test move us into a cgroup first).
-//!   bench --calls N --rounds R [--comm NAME]: time failing openat calls, one line per round in
-//!   ns/call.
+//!   bench --calls N --rounds R [--comm NAME] [--op openat|close]: time failing openat calls (or
+//!   close(-1), a syscall observer does not hook), one line per round in ns/call.
 use std::ffi::CString;
 use std::io::BufRead;
 use std::time::Instant;
@@ -220,12 +220,14 @@ fn perform(actions: &[Action], repeat: u64) {
 fn bench(args: &[String]) {
     let mut calls = 1_000_000u64;
     let mut rounds = 5;
+    let mut op = String::from("openat");
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
             "--calls" => calls = args[i + 1].parse().unwrap_or_else(|_| die("--calls")),
             "--rounds" => rounds = args[i + 1].parse().unwrap_or_else(|_| die("--rounds")),
             "--comm" => set_comm(&args[i + 1]),
+            "--op" => op = args[i + 1].clone(),
             a => die(&format!("unknown bench arg {a}")),
         }
         i += 2;
@@ -233,9 +235,23 @@ fn bench(args: &[String]) {
     let p = c"/nonexistent-observer-bench/missing.php";
     for _ in 0..rounds {
         let t = Instant::now();
-        for _ in 0..calls {
-            // SAFETY: valid C string.
-            unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), libc::O_RDONLY) };
+        match op.as_str() {
+            "openat" => {
+                for _ in 0..calls {
+                    // SAFETY: valid C string.
+                    unsafe {
+                        libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), libc::O_RDONLY)
+                    };
+                }
+            }
+            // A syscall observer does not hook, failing cheaply (EBADF).
+            "close" => {
+                for _ in 0..calls {
+                    // SAFETY: closing an invalid fd only returns EBADF.
+                    unsafe { libc::syscall(libc::SYS_close, -1) };
+                }
+            }
+            o => die(&format!("unknown --op {o}")),
         }
         println!("{:.1}", t.elapsed().as_nanos() as f64 / calls as f64);
     }
