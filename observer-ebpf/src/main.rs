@@ -556,35 +556,38 @@ fn enter_kind(kind: u32, a: &[u64; 6], pid_tgid: u64) {
     }
 }
 
+/// What both sys_enter variants do; they differ only in how they read the registers
+/// (`regs` returns the six argument registers and the code segment).
+#[inline(always)]
+fn sys_enter(id: u64, regs: impl FnOnce() -> Option<([u64; 6], u64)>) {
+    let Some(kind) = hooked(id) else {
+        return;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !watched(pid_tgid) {
+        return;
+    }
+    match regs() {
+        Some((a, cs)) if cs == USER_CS => enter_kind(kind, &a, pid_tgid),
+        _ => {}
+    }
+}
+
 /// `raw_syscalls:sys_enter`, BTF-typed: called directly by the tracepoint, with no perf record
 /// built first (the per-syscall tracepoints build one for every call, measured at hundreds of
 /// ns here). An unhooked syscall costs one table load.
 #[btf_tracepoint(function = "sys_enter")]
 pub fn observer_sys_enter(ctx: BtfTracePointContext) -> i32 {
-    let id: u64 = ctx.arg(1);
-    let Some(kind) = hooked(id) else {
-        return 0;
-    };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !watched(pid_tgid) {
-        return 0;
-    }
-    let regs: *const PtRegs = ctx.arg(0);
-    // SAFETY: a BTF pointer to the task's saved registers; the verifier checks each load.
-    unsafe {
-        if (*regs).cs != USER_CS {
-            return 0;
+    sys_enter(ctx.arg(1), || {
+        let r: *const PtRegs = ctx.arg(0);
+        // SAFETY: a BTF pointer to the task's saved registers; the verifier checks each load.
+        unsafe {
+            Some((
+                [(*r).di, (*r).si, (*r).dx, (*r).r10, (*r).r8, (*r).r9],
+                (*r).cs,
+            ))
         }
-        let a = [
-            (*regs).di,
-            (*regs).si,
-            (*regs).dx,
-            (*regs).r10,
-            (*regs).r8,
-            (*regs).r9,
-        ];
-        enter_kind(kind, &a, pid_tgid);
-    }
+    });
     0
 }
 
@@ -602,23 +605,12 @@ pub fn observer_sys_exit(ctx: BtfTracePointContext) -> i32 {
 /// The same pair for kernels without BTF: the registers are read with bpf_probe_read_kernel.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn observer_sys_enter_raw(ctx: RawTracePointContext) -> i32 {
-    let id: u64 = ctx.arg(1);
-    let Some(kind) = hooked(id) else {
-        return 0;
-    };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !watched(pid_tgid) {
-        return 0;
-    }
-    let regs: *const PtRegs = ctx.arg(0);
-    // SAFETY: the helper validates the kernel pointer.
-    let Ok(r) = (unsafe { bpf_probe_read_kernel(regs) }) else {
-        return 0;
-    };
-    if r.cs != USER_CS {
-        return 0;
-    }
-    enter_kind(kind, &[r.di, r.si, r.dx, r.r10, r.r8, r.r9], pid_tgid);
+    sys_enter(ctx.arg(1), || {
+        let regs: *const PtRegs = ctx.arg(0);
+        // SAFETY: the helper validates the kernel pointer.
+        let r = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
+        Some(([r.di, r.si, r.dx, r.r10, r.r8, r.r9], r.cs))
+    });
     0
 }
 

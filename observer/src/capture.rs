@@ -316,7 +316,9 @@ impl Capture {
     /// read with plain loads), else the plain raw tracepoint variant (bpf_probe_read_kernel).
     /// Exit first: an exit attached after its enter could miss the first calls' exits.
     fn attach_syscalls(&mut self) -> Result<()> {
-        if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        // OBSERVER_RAW_TRACEPOINTS=1 forces the fallback (to test it on a kernel with BTF).
+        let force_raw = std::env::var_os("OBSERVER_RAW_TRACEPOINTS").is_some_and(|v| v == "1");
+        if !force_raw && Path::new("/sys/kernel/btf/vmlinux").exists() {
             let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
             for (prog, tp) in [
                 ("observer_sys_exit", "sys_exit"),
