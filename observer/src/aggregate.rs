@@ -381,7 +381,10 @@ mod tests {
         let mut root = sighting(b"/run", tgid, 0, Syscall::Openat, 0, STATUS_DIRFD);
         root.hdr.key.dfd = AT_FDCWD;
         root.hdr.aux = 5;
-        assert!(st.on_sighting(&root, &clock).is_none(), "a directory open is not a failure");
+        assert!(
+            st.on_sighting(&root, &clock).is_none(),
+            "a directory open is not a failure"
+        );
         let mut sub = sighting(b"systemd", tgid, 0, Syscall::Openat, 0, STATUS_DIRFD);
         sub.hdr.key.dfd = 5;
         sub.hdr.aux = 6;

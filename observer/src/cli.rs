@@ -1,10 +1,11 @@
 //! Command-line interface.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, bail};
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use observer_common::Syscall;
 
 use crate::capture::Filter;
@@ -27,11 +28,29 @@ Selectors combine: kinds with AND (--comm X --cgroup Y: X inside Y), repeated va
 With no selector observer watches processes named apache2.
 
 Faults that only show at start-up (a deleted module .so) are seen only if the service starts or
-reloads while observer runs: start observer, then `systemctl reload apache2`.";
+reloads while observer runs: start observer, then `systemctl reload apache2`, or keep
+`observer record` running as a service and ask it afterwards:
+
+  sudo observer record                   record continuously into /var/lib/observer/observer.db
+  sudo observer report --since 2h        the same ranked report, from the history
+  sudo observer timeline /var/www/x.php  when a path started and stopped failing
+
+See `observer record --help`.";
 
 #[derive(Parser, Debug)]
-#[command(name = "observer", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(
+    name = "observer",
+    version,
+    about = ABOUT,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// Without a command: watch now, report at the end (the options below). With one: record
+    /// continuously, or read what was recorded.
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+
     #[command(flatten)]
     pub select: Selection,
 
@@ -107,6 +126,372 @@ impl Selection {
         f.validate()?;
         Ok(f)
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Record continuously into the history database (run as a service; see --help).
+    #[command(long_about = RECORD_ABOUT, after_help = RECORD_AFTER_HELP)]
+    Record(RecordArgs),
+    /// The ranked report of a past window, from the history (no root needed to read it).
+    #[command(after_help = REPORT_AFTER_HELP)]
+    Report(ReportArgs),
+    /// When one path started and stopped failing, minute by minute, from the history.
+    #[command(after_help = TIMELINE_AFTER_HELP)]
+    Timeline(TimelineArgs),
+}
+
+const RECORD_ABOUT: &str = "\
+Record continuously into the history database, with the same selectors as the ad-hoc mode.
+
+Failures are counted in the kernel and written once per --flush-interval, in one transaction, as
+per-minute counts per (path, errno, syscall, process name, uid/gid). A crash or `kill -9` loses at
+most one interval; SIGTERM and SIGINT write everything before exiting. SIGHUP re-reads the
+configuration file and reopens the --jsonl file (for log rotation). Memory stays bounded: keys
+idle for two minutes are forgotten in the kernel and in observer after their counts are taken.
+When the history cannot be written (disk full), capture goes on in memory, the error is logged,
+and writing resumes when it can.";
+
+const RECORD_AFTER_HELP: &str = "\
+Configuration file (TOML, default /etc/observer/observer.toml; a missing default file is fine).
+Every long option above is a key; the command line overrides the file. If the command line
+names any selector (--comm, --pid, --cgroup, --all), the file's selectors are ignored.
+
+  comm = [\"apache2\", \"php-fpm8.2\"]
+  errno = [\"ENOENT\", \"EACCES\"]
+  db = \"/var/lib/observer/observer.db\"
+  flush-interval = \"10s\"
+  retention = \"14d\"
+  max-db-size = \"1GiB\"
+  metrics = \"127.0.0.1:9464\"
+  metrics-top = 20
+  jsonl = \"/var/log/observer/failures.jsonl\"
+
+On SIGHUP, flush-interval, retention, max-db-size, metrics, metrics-top, jsonl and verbose
+change at once; a change of selectors restarts the capture (counts are kept); db needs a
+restart of observer.
+
+Examples:
+  sudo observer record --comm apache2 --comm php-fpm8.2
+  sudo observer record --cgroup /sys/fs/cgroup/system.slice/apache2.service --metrics 127.0.0.1:9464
+  sudo systemctl reload observer         re-read /etc/observer/observer.toml";
+
+const REPORT_AFTER_HELP: &str = "\
+WHEN is a duration back from now (30m, 2h, 1d), `now`, a time today (12:00), or a date and
+time: 2024-05-01, 2024-05-01 12:00, 2024-05-01T12:00:00 (local time), or with Z or an offset
+(2024-05-01T10:00Z). The window is rounded out to whole minutes.
+
+Novelty in history mode: a path failing in the window that never failed before it outranks one
+that has always failed (\"has always failed\" in its reasons), as far back as the history reaches.
+
+Examples:
+  observer report --since 2h
+  observer report --since '2024-05-01 11:30' --until '2024-05-01 12:30' --format json
+  observer report --db ./copy-of-observer.db --top 10";
+
+const TIMELINE_AFTER_HELP: &str = "\
+Shows, per errno, each episode (failing minutes with no more than 5 quiet minutes between them:
+when it started, when it stopped, how many calls), then each failing minute with its count,
+syscalls and process names, and the times observer was not recording. Times are local.
+
+Examples:
+  observer timeline /var/www/html/wp-config.php
+  observer timeline --since 1d /usr/lib/apache2/modules/mod_php.so --format json";
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub select: Selection,
+
+    /// Configuration file (TOML). Default: /etc/observer/observer.toml, if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// History database (created with mode 0600, its directory 0700). [default:
+    /// /var/lib/observer/observer.db]
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// How often counts are written, at most 60s; a crash loses at most this much. [default: 10s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub flush_interval: Option<Duration>,
+
+    /// Delete history older than this. [default: 14d]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub retention: Option<Duration>,
+
+    /// Delete the oldest history while the database is larger than this (e.g. 512MiB, 2G).
+    /// [default: 1GiB]
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub max_db_size: Option<u64>,
+
+    /// Serve Prometheus/OpenMetrics metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (`off`
+    /// to disable one set in the configuration file).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
+    /// How many paths /metrics labels (the most failing in the last hour). [default: 20]
+    #[arg(long, value_name = "N")]
+    pub metrics_top: Option<usize>,
+
+    /// Append one JSON line per new distinct failure to FILE (mode 0600), or `-` for standard
+    /// output. Reopened on SIGHUP.
+    #[arg(long, value_name = "FILE|-")]
+    pub jsonl: Option<PathBuf>,
+
+    /// Debug logging.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Forget a key (in the kernel and in memory) once its count has not grown for this long.
+    /// A tuning knob for tests; its counts are kept.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", hide = true)]
+    pub evict_after: Option<Duration>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HistoryArgs {
+    /// History database to read.
+    #[arg(long, value_name = "PATH", default_value = crate::history::db::DEFAULT_DB)]
+    pub db: PathBuf,
+
+    /// End of the window.
+    #[arg(long, value_parser = parse_when, value_name = "WHEN", default_value = "now")]
+    pub until: When,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub format: HistoryFormat,
+
+    /// Debug logging.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Start of the window.
+    #[arg(long, value_parser = parse_when, value_name = "WHEN", default_value = "1h")]
+    pub since: When,
+
+    #[command(flatten)]
+    pub history: HistoryArgs,
+
+    /// Show at most N paths.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub top: Option<usize>,
+
+    /// Show this path's timeline instead (same as `observer timeline PATH`).
+    #[arg(long, value_name = "PATH")]
+    pub timeline: Option<OsString>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TimelineArgs {
+    /// The failing path, absolute, as the report shows it (its exact bytes).
+    #[arg(value_name = "PATH")]
+    pub path: OsString,
+
+    /// Start of the window (default: the whole history).
+    #[arg(long, value_parser = parse_when, value_name = "WHEN")]
+    pub since: Option<When>,
+
+    #[command(flatten)]
+    pub history: HistoryArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    Table,
+    Json,
+}
+
+impl From<HistoryFormat> for Format {
+    fn from(f: HistoryFormat) -> Format {
+        match f {
+            HistoryFormat::Table => Format::Table,
+            HistoryFormat::Json => Format::Json,
+        }
+    }
+}
+
+/// A point in time as the operator gave it: relative to now, or absolute.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum When {
+    Now,
+    Ago(Duration),
+    At(SystemTime),
+}
+
+impl When {
+    pub fn resolve(self, now: SystemTime) -> SystemTime {
+        match self {
+            When::Now => now,
+            When::Ago(d) => now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH),
+            When::At(t) => t,
+        }
+    }
+}
+
+/// `now`, a duration back from now (`2h`), or a date and time (local unless it carries `Z` or
+/// an offset).
+pub fn parse_when(s: &str) -> Result<When> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("now") {
+        return Ok(When::Now);
+    }
+    if t.starts_with(|c: char| c.is_ascii_digit())
+        && !t.contains('-')
+        && let Ok(d) = parse_duration(t)
+    {
+        return Ok(When::Ago(d));
+    }
+    // A time alone (12:00, 12:00:30) is today's.
+    let dated;
+    let t = if !t.contains('-') && t.contains(':') && !t.contains(' ') {
+        dated = format!("{} {t}", local_today());
+        dated.as_str()
+    } else {
+        t
+    };
+    parse_datetime(t).map(When::At).ok_or_else(|| {
+        anyhow::anyhow!(
+            "invalid time {s:?}: use a duration back from now (30m, 2h, 1d), `now`, a time today \
+             (12:00), or a date and time such as 2024-05-01 12:00 (local) or 2024-05-01T10:00:00Z"
+        )
+    })
+}
+
+/// Today's local date, `YYYY-MM-DD`.
+fn local_today() -> String {
+    // SAFETY: time(NULL) and localtime_r with a zeroed tm; a null return leaves it zeroed.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        libc::localtime_r(&now, &mut tm);
+    }
+    format!(
+        "{:04}-{:02}-{:02}",
+        i64::from(tm.tm_year) + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday
+    )
+}
+
+/// `YYYY-MM-DD[( |T)HH:MM[:SS[.fff]]][Z|(+|-)HH[:]MM]`.
+fn parse_datetime(s: &str) -> Option<SystemTime> {
+    let num = |x: &str| -> Option<i64> {
+        (!x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| x.parse().ok())
+            .flatten()
+    };
+    let (date, rest) = match s.find([' ', 'T', 't']) {
+        Some(i) => (&s[..i], s[i + 1..].trim()),
+        None => (s, ""),
+    };
+    let mut d = date.split('-');
+    let (y, mo, da) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    if d.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
+        return None;
+    }
+    // Split a zone off the time: Z, or +HH:MM / -HH:MM / +HHMM.
+    let (time, zone) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
+        (t, Some(0i64))
+    } else if let Some(i) = rest.rfind(['+', '-']) {
+        let z = &rest[i + 1..];
+        let (h, m) = match z.split_once(':') {
+            Some((h, m)) => (num(h)?, num(m)?),
+            None if z.len() == 4 => (num(&z[..2])?, num(&z[2..])?),
+            None => (num(z)?, 0),
+        };
+        let sign = if rest.as_bytes()[i] == b'-' { -1 } else { 1 };
+        (&rest[..i], Some(sign * (h * 3600 + m * 60)))
+    } else {
+        (rest, None)
+    };
+    let (mut h, mut mi, mut sec, mut ms) = (0, 0, 0, 0);
+    if !time.is_empty() {
+        let mut p = time.split(':');
+        h = num(p.next()?)?;
+        mi = num(p.next()?)?;
+        if let Some(x) = p.next() {
+            let (a, frac) = x.split_once('.').unwrap_or((x, ""));
+            sec = num(a)?;
+            if !frac.is_empty() {
+                let f: String = frac.chars().chain("000".chars()).take(3).collect();
+                ms = num(&f)?;
+            }
+        }
+        if p.next().is_some() || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+    }
+    let secs = match zone {
+        Some(off) => days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + sec - off,
+        None => {
+            // SAFETY: a zeroed tm is valid; mktime normalises it and reads the local zone.
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            tm.tm_year = (y - 1900) as i32;
+            tm.tm_mon = (mo - 1) as i32;
+            tm.tm_mday = da as i32;
+            tm.tm_hour = h as i32;
+            tm.tm_min = mi as i32;
+            tm.tm_sec = sec as i32;
+            tm.tm_isdst = -1;
+            let t = unsafe { libc::mktime(&mut tm) };
+            if t == -1 {
+                return None;
+            }
+            t
+        }
+    };
+    let ms_total = secs.checked_mul(1000)?.checked_add(ms)?;
+    Some(if ms_total >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms_total as u64)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_millis(ms_total.unsigned_abs())
+    })
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A size in bytes: a number with an optional unit, K/KiB M/MiB G/GiB T/TiB (powers of 1024) or
+/// KB MB GB TB (powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (n, unit) = (t[..split].trim(), t[split..].trim());
+    let n: f64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size {s:?}: use e.g. 512MiB, 2G, 1000000"))?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "kb" => 1e3,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "mb" => 1e6,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "gb" => 1e9,
+        "t" | "tib" => 1024f64.powi(4),
+        "tb" => 1e12,
+        _ => bail!("invalid size {s:?}: unknown unit {unit:?} (use KiB, MiB, GiB, or KB, MB, GB)"),
+    };
+    let v = n * mult;
+    if !v.is_finite() || v < 1.0 || v > u64::MAX as f64 {
+        bail!("invalid size {s:?}");
+    }
+    Ok(v as u64)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -203,6 +588,91 @@ mod tests {
             vec![Syscall::Execve, Syscall::Execveat]
         );
         assert!(parse_syscalls("read").is_err());
+    }
+
+    #[test]
+    fn subcommands_keep_the_ad_hoc_flags_at_top_level() {
+        let c = Cli::try_parse_from(["observer", "--comm", "x", "-d", "5s"]).unwrap();
+        assert!(c.cmd.is_none());
+        assert_eq!(c.select.comm, vec!["x"]);
+        let c = Cli::try_parse_from([
+            "observer",
+            "record",
+            "--comm",
+            "x",
+            "--flush-interval",
+            "1s",
+            "--db",
+            "/tmp/h.db",
+        ])
+        .unwrap();
+        match c.cmd {
+            Some(Cmd::Record(r)) => {
+                assert_eq!(r.select.comm, vec!["x"]);
+                assert_eq!(r.flush_interval, Some(Duration::from_secs(1)));
+                assert_eq!(r.retention, None, "unset, so the config file may set it");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["observer", "--comm", "x", "record"]).is_err());
+        let c = Cli::try_parse_from(["observer", "report", "--since", "2h", "-f", "json"]).unwrap();
+        match c.cmd {
+            Some(Cmd::Report(r)) => {
+                assert_eq!(r.since, When::Ago(Duration::from_secs(7200)));
+                assert_eq!(r.history.format, HistoryFormat::Json);
+                assert_eq!(r.history.until, When::Now);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["observer", "report", "--since", "yesterday-ish"]).is_err());
+        assert!(Cli::try_parse_from(["observer", "timeline", "/x"]).is_ok());
+    }
+
+    #[test]
+    fn when_values() {
+        assert_eq!(parse_when("now").unwrap(), When::Now);
+        assert_eq!(
+            parse_when("90m").unwrap(),
+            When::Ago(Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_when("1d").unwrap(),
+            When::Ago(Duration::from_secs(86_400))
+        );
+        let at = |s| match parse_when(s).unwrap() {
+            When::At(t) => t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+            w => panic!("{w:?}"),
+        };
+        assert_eq!(at("2024-05-01T12:03:10.123Z"), 1_714_564_990_123);
+        assert_eq!(at("2024-05-01 14:03:10+02:00"), 1_714_564_990_000);
+        assert_eq!(at("2024-05-01T07:03:10-0500"), 1_714_564_990_000);
+        assert_eq!(at("2000-02-29T00:00Z"), 951_782_400_000);
+        // Local times go through the local zone; they parse.
+        assert!(matches!(
+            parse_when("2024-05-01 12:00").unwrap(),
+            When::At(_)
+        ));
+        assert!(matches!(parse_when("2024-05-01").unwrap(), When::At(_)));
+        // A time alone is today's.
+        let today = parse_when(&format!("{} 12:00", local_today())).unwrap();
+        assert_eq!(parse_when("12:00").unwrap(), today);
+        for bad in ["soon", "2024-13-01", "2024-05-01 25:00", "25:00", "-2h", ""] {
+            assert!(parse_when(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1.5 GB").unwrap(), 1_500_000_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("0").is_err());
     }
 
     #[test]

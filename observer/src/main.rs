@@ -10,14 +10,63 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use observer::aggregate::{Clock, Store};
 use observer::capture::Capture;
-use observer::cli::{Cli, Format};
+use observer::cli::{Cli, Cmd, Format};
+use observer::history;
 use observer::output::{self, Report};
 use observer::report::HintEnv;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    match cli.cmd {
+        None => init_adhoc_logging(cli.verbose),
+        Some(Cmd::Record(ref a)) => init_service_logging(a.verbose, log::LevelFilter::Info),
+        Some(Cmd::Report(ref a)) => init_service_logging(a.history.verbose, log::LevelFilter::Warn),
+        Some(Cmd::Timeline(ref a)) => {
+            init_service_logging(a.history.verbose, log::LevelFilter::Warn)
+        }
+    }
+    let result = match cli.cmd.take() {
+        Some(Cmd::Report(a)) => history::report_command(&a).map(print),
+        Some(Cmd::Timeline(a)) => history::timeline_command(&a).map(print),
+        cmd => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("observer: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match cmd {
+                Some(Cmd::Record(a)) => rt.block_on(observer::record::run(a)),
+                _ => rt.block_on(run(cli)),
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::logger().flush();
+            // Under systemd, the journal records it as an error (priority 3).
+            let prio = if stderr_is_journal() { "<3>" } else { "" };
+            eprintln!("{prio}observer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print(text: String) {
+    let mut o = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
+}
+
+/// The ad-hoc mode's logging, as it always was.
+fn init_adhoc_logging(verbose: bool) {
     env_logger::Builder::new()
-        .filter_level(if cli.verbose {
+        .filter_level(if verbose {
             log::LevelFilter::Debug
         } else {
             log::LevelFilter::Warn
@@ -25,23 +74,53 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .format_target(false)
         .init();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("observer: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+}
+
+/// Logging for `record` (a service: journald adds the time) and the history commands:
+/// `observer: message`, `observer: warning: message`. When standard error is the journal
+/// (JOURNAL_STREAM names it), each line carries its syslog priority (`<4>`), which journald
+/// strips and records.
+fn init_service_logging(verbose: bool, default: log::LevelFilter) {
+    let journal = stderr_is_journal();
+    // Debug records pass the logger; the global level (which `record` changes when its
+    // configuration says `verbose`) decides.
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Debug)
+        .format(move |buf, r| {
+            let (prio, label) = match r.level() {
+                log::Level::Error => (3, "error: "),
+                log::Level::Warn => (4, "warning: "),
+                log::Level::Info => (6, ""),
+                log::Level::Debug => (7, "debug: "),
+                log::Level::Trace => (7, "trace: "),
+            };
+            if journal {
+                writeln!(buf, "<{prio}>observer: {label}{}", r.args())
+            } else {
+                writeln!(buf, "observer: {label}{}", r.args())
+            }
+        })
+        .init();
+    log::set_max_level(if verbose {
+        log::LevelFilter::Debug
+    } else {
+        default
+    });
+}
+
+fn stderr_is_journal() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
     };
-    match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("observer: {e:#}");
-            ExitCode::FAILURE
-        }
+    let Some((dev, ino)) = v.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    // SAFETY: fstat on fd 2 with a valid out struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
     }
+    dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
 }
 
 async fn run(cli: Cli) -> Result<()> {

@@ -37,6 +37,21 @@ pub fn create_private(path: &Path) -> Result<File> {
     Ok(f)
 }
 
+/// Opens `path` for appending, creating it with mode 0600 (the `--jsonl` stream of a service:
+/// a restart must not truncate what was written before).
+pub fn append_private(path: &Path) -> Result<File> {
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("setting mode 0600 on {}", path.display()))?;
+    Ok(f)
+}
+
 /// The selection, as the JSON report shows it.
 pub fn filter_json(f: &Filter) -> Value {
     json!({
@@ -53,6 +68,10 @@ pub struct Report {
     pub ranked: Vec<Ranked>,
     pub totals: Totals,
     pub meta: JsonMeta,
+    /// History mode: where the report comes from (the JSON document's `history` member).
+    pub history: Option<Value>,
+    /// History mode: lines printed above the table.
+    pub preamble: Option<String>,
 }
 
 impl Report {
@@ -81,6 +100,8 @@ impl Report {
                 ended,
                 filter: filter_json(filter),
             },
+            history: None,
+            preamble: None,
         }
     }
 
@@ -90,6 +111,9 @@ impl Report {
                 let mut doc = report::json(&self.ranked, &self.totals, &self.meta);
                 if let (Some(n), Some(paths)) = (top, doc["paths"].as_array_mut()) {
                     paths.truncate(n);
+                }
+                if let (Some(h), Some(obj)) = (&self.history, doc.as_object_mut()) {
+                    obj.insert("history".into(), h.clone());
                 }
                 format!("{doc:#}\n")
             }
@@ -104,7 +128,11 @@ impl Report {
                 })
             ),
             Format::Table | Format::Live => {
-                report::table(&self.ranked, &self.totals, top, &TableOpts::default())
+                let table = report::table(&self.ranked, &self.totals, top, &TableOpts::default());
+                match &self.preamble {
+                    Some(p) => format!("{p}{table}"),
+                    None => table,
+                }
             }
         }
     }

@@ -228,3 +228,77 @@ pub fn cgroup2_root() -> String {
         })
         .expect("a cgroup v2 mount")
 }
+
+// ---- History mode (`observer record` / `report` / `timeline`) ----
+
+impl Observer {
+    /// SIGKILL, as a crash or the OOM killer would: no chance to flush.
+    pub fn kill9(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+
+    /// Sends `sig` (e.g. libc::SIGHUP).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// The first standard-error line containing `needle` (already read or arriving within
+    /// `timeout`); panics with everything read so far when none comes.
+    pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(l) = self.stderr.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(line) = self.stderr_rx.recv_timeout(Duration::from_millis(100)) {
+                self.stderr.push(line.clone());
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+        }
+        panic!(
+            "observer did not log {needle:?} within {timeout:?}: {:?}",
+            self.stderr
+        );
+    }
+}
+
+/// Runs observer to completion with `args`; returns (exit code, stdout, stderr).
+pub fn run_observer(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(observer_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", observer_bin().display()));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("observer-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        TempDir(p)
+    }
+
+    pub fn join(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

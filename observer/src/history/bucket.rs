@@ -1,0 +1,640 @@
+//! Record mode's aggregation, before the database: which kernel key stands for which
+//! (path, errno, syscall, comm, credentials), how much each key's count grew since it was last
+//! read, and the per-minute buckets those deltas land in until the next flush.
+//!
+//! Pure logic: the caller passes decoded records, the kernel's counts and the time; nothing here
+//! reads a clock, the kernel or the disk.
+//!
+//! Counting rule: the kernel counts each key from 1 (its first failure, which also sends the
+//! key's record over the ring buffer). The record adds that 1 to the bucket of its own minute;
+//! each later read of the kernel's count adds the growth since the previous read to the bucket of
+//! the minute of that read. A key forgotten in the kernel is forgotten here too, so when it fails
+//! again it starts from 1 with a new record: nothing is counted twice, including across a
+//! restart of observer (which starts from empty kernel maps).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use observer_common::{AggKey, AggVal, STATUS_UNAGGREGATED, Syscall};
+
+use crate::aggregate::{KeyInfo, NewFailure};
+use crate::capture::Sighting;
+
+/// `status` bit: the kernel cut the path at PATH_MAX.
+pub const BUCKET_TRUNCATED: u32 = 1;
+/// `status` bit: a relative path that could not be made absolute.
+pub const BUCKET_UNRESOLVED: u32 = 2;
+
+/// Minutes since the epoch of a time in milliseconds since the epoch.
+pub fn minute_of(ms: i64) -> i64 {
+    ms.div_euclid(60_000)
+}
+
+/// What one history row is counted by (besides its minute).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BucketKey {
+    pub path: Vec<u8>,
+    pub errno: i32,
+    pub syscall: Syscall,
+    pub comm: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What a bucket holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketVal {
+    pub count: u64,
+    /// Milliseconds since the epoch.
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Union of open flags (open-family syscalls only).
+    pub open_flags: u64,
+    /// BUCKET_TRUNCATED | BUCKET_UNRESOLVED.
+    pub status: u32,
+    /// One process that made the calls (a sample).
+    pub pid: u32,
+}
+
+impl BucketVal {
+    fn merge(&mut self, o: &BucketVal) {
+        self.count += o.count;
+        self.first_ms = self.first_ms.min(o.first_ms);
+        self.last_ms = self.last_ms.max(o.last_ms);
+        self.open_flags |= o.open_flags;
+        self.status |= o.status;
+        self.pid = o.pid;
+    }
+}
+
+/// Kernel-side loss counters for one minute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MinuteStats {
+    /// Failures the kernel could not deliver (ring buffer full).
+    pub lost: u64,
+    /// Failures delivered one by one because the kernel aggregate was full.
+    pub overflow: u64,
+    /// Failures observer had to drop itself: in-memory buckets full while the database could not
+    /// be written, or counted under a key whose record never arrived.
+    pub dropped: u64,
+}
+
+impl MinuteStats {
+    pub fn is_zero(&self) -> bool {
+        *self == MinuteStats::default()
+    }
+}
+
+/// Deltas waiting for the next flush, by (key, minute).
+#[derive(Debug)]
+pub struct Pending {
+    buckets: HashMap<(Arc<BucketKey>, i64), BucketVal>,
+    /// The latest minute pending for each key: where deltas go when `buckets` is full.
+    latest: HashMap<Arc<BucketKey>, i64>,
+    pub stats: BTreeMap<i64, MinuteStats>,
+    cap: usize,
+}
+
+impl Pending {
+    /// `cap`: at most this many (key, minute) buckets are held (the database may be unwritable
+    /// for a long time). Beyond it a delta joins its key's latest pending bucket (its count
+    /// survives, its minute is approximate); a key with no pending bucket at all is dropped and
+    /// counted in `MinuteStats::dropped`.
+    pub fn new(cap: usize) -> Pending {
+        Pending {
+            buckets: HashMap::new(),
+            latest: HashMap::new(),
+            stats: BTreeMap::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty() && self.stats.is_empty()
+    }
+
+    pub fn add(&mut self, key: &Arc<BucketKey>, v: BucketVal) {
+        if v.count == 0 {
+            return;
+        }
+        let minute = minute_of(v.last_ms);
+        if let Some(b) = self.buckets.get_mut(&(key.clone(), minute)) {
+            b.merge(&v);
+            return;
+        }
+        if self.buckets.len() >= self.cap {
+            if let Some(&m) = self.latest.get(key)
+                && let Some(b) = self.buckets.get_mut(&(key.clone(), m))
+            {
+                // Keep the count; its time stays within the bucket's own minute.
+                let mut v = v;
+                v.first_ms = v.first_ms.clamp(m * 60_000, m * 60_000 + 59_999);
+                v.last_ms = v.last_ms.clamp(m * 60_000, m * 60_000 + 59_999);
+                b.merge(&v);
+            } else {
+                self.stats.entry(minute).or_default().dropped += v.count;
+            }
+            return;
+        }
+        let mut v = v;
+        v.first_ms = v.first_ms.max(minute * 60_000);
+        self.buckets.insert((key.clone(), minute), v);
+        let l = self.latest.entry(key.clone()).or_insert(minute);
+        *l = (*l).max(minute);
+    }
+
+    pub fn add_stats(&mut self, minute: i64, s: MinuteStats) {
+        if s.is_zero() {
+            return;
+        }
+        let e = self.stats.entry(minute).or_default();
+        e.lost += s.lost;
+        e.overflow += s.overflow;
+        e.dropped += s.dropped;
+    }
+
+    /// The buckets, sorted by minute then key (the order they are written in).
+    pub fn buckets(&self) -> Vec<(&BucketKey, i64, &BucketVal)> {
+        let mut v: Vec<_> = self
+            .buckets
+            .iter()
+            .map(|((k, m), v)| (k.as_ref(), *m, v))
+            .collect();
+        v.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+        v
+    }
+
+    /// Forgets everything (after a successful flush).
+    pub fn clear(&mut self) {
+        self.buckets.clear();
+        self.latest.clear();
+        self.stats.clear();
+    }
+
+    /// Total failures pending.
+    pub fn failures(&self) -> u64 {
+        self.buckets.values().map(|v| v.count).sum()
+    }
+}
+
+/// One kernel key as record mode knows it.
+#[derive(Clone, Debug)]
+struct KeyState {
+    bucket: Arc<BucketKey>,
+    /// The kernel's count when last read (or 1 from the key's record).
+    count: u64,
+    /// Monotonic ns of the last read that saw the count grow (or of the record).
+    last_growth_ns: u64,
+    open_flags: u64,
+    status: u32,
+    tgid: u32,
+}
+
+/// Counters by (errno, syscall, comm) since observer started: what `/metrics` exports.
+pub type Totals = BTreeMap<(i32, Syscall, String), u64>;
+
+/// Most distinct process names with their own label in [`Tracker::totals`]; later names count
+/// under [`OTHER_COMM`] so the label set stays bounded even with `--all`.
+pub const MAX_COMM_LABELS: usize = 32;
+pub const OTHER_COMM: &str = "_other";
+
+/// Most (path, errno) pairs remembered to announce each only once on the JSON-lines stream;
+/// past it the memory starts over (a failure may then be announced again).
+pub const MAX_SEEN: usize = 200_000;
+
+/// Kernel keys counted by record mode, and what it has counted for them.
+#[derive(Default)]
+pub struct Tracker {
+    keys: HashMap<AggKey, KeyState>,
+    /// Keys read from the kernel whose record has not arrived: how many reads have missed it.
+    unknown: HashMap<AggKey, u32>,
+    /// Hashes of the (path, errno) pairs already announced.
+    seen: HashSet<u64>,
+    /// Interned keys, so the keys of many pids share one path.
+    interned: HashMap<Arc<BucketKey>, ()>,
+    pub totals: Totals,
+    comm_labels: HashSet<String>,
+}
+
+impl Tracker {
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn intern(&mut self, k: BucketKey) -> Arc<BucketKey> {
+        if let Some((a, ())) = self.interned.get_key_value(&k) {
+            return a.clone();
+        }
+        let a = Arc::new(k);
+        self.interned.insert(a.clone(), ());
+        a
+    }
+
+    fn count_total(&mut self, k: &BucketKey, n: u64) {
+        let comm = if self.comm_labels.contains(&k.comm) {
+            k.comm.clone()
+        } else if self.comm_labels.len() < MAX_COMM_LABELS {
+            self.comm_labels.insert(k.comm.clone());
+            k.comm.clone()
+        } else {
+            OTHER_COMM.to_string()
+        };
+        *self.totals.entry((k.errno, k.syscall, comm)).or_insert(0) += n;
+    }
+
+    /// Takes one decoded ring-buffer record whose path `info` resolved, seen at `wall_ms`
+    /// (the record's own time) and `mono_ns`. Returns the failure when its (path, errno) had not
+    /// been announced yet.
+    pub fn on_sighting(
+        &mut self,
+        s: &Sighting,
+        info: KeyInfo,
+        wall_ms: i64,
+        mono_ns: u64,
+        pending: &mut Pending,
+    ) -> Option<NewFailure> {
+        let h = &s.hdr;
+        let bucket = self.intern(BucketKey {
+            path: info.path.clone(),
+            errno: info.errno,
+            syscall: info.syscall,
+            comm: info.comm.clone(),
+            uid: info.uid,
+            gid: info.gid,
+        });
+        let open_flags = if info.syscall.intent() == observer_common::Intent::Open {
+            info.flags
+        } else {
+            0
+        };
+        let status = if info.truncated { BUCKET_TRUNCATED } else { 0 }
+            | if info.unresolved {
+                BUCKET_UNRESOLVED
+            } else {
+                0
+            };
+        pending.add(
+            &bucket,
+            BucketVal {
+                count: 1,
+                first_ms: wall_ms,
+                last_ms: wall_ms,
+                open_flags,
+                status,
+                pid: info.tgid,
+            },
+        );
+        self.count_total(&bucket, 1);
+        if h.status & STATUS_UNAGGREGATED == 0 {
+            // A new key, or a key the kernel forgot and saw again: either way its count
+            // restarts at this record's 1.
+            self.unknown.remove(&h.key);
+            self.keys.insert(
+                h.key,
+                KeyState {
+                    bucket,
+                    count: 1,
+                    last_growth_ns: mono_ns,
+                    open_flags,
+                    status,
+                    tgid: info.tgid,
+                },
+            );
+        }
+        let mut hasher = DefaultHasher::new();
+        (&info.path, info.errno).hash(&mut hasher);
+        let h = hasher.finish();
+        if self.seen.len() >= MAX_SEEN && !self.seen.contains(&h) {
+            self.seen.clear();
+        }
+        let fresh = self.seen.insert(h);
+        fresh.then(|| NewFailure {
+            time: std::time::UNIX_EPOCH + std::time::Duration::from_millis(wall_ms.max(0) as u64),
+            info,
+        })
+    }
+
+    /// Takes the kernel's counts read at `wall_ms` / `mono_ns`: the growth of each known key goes
+    /// to `pending`. Returns the keys to forget in the kernel because their record never arrived
+    /// (lost when the ring buffer was full): they were missed by `miss_limit` reads in a row.
+    /// Their counts are added to `MinuteStats::dropped`; forgetting them makes the kernel send a
+    /// new record at their next failure.
+    pub fn on_counts(
+        &mut self,
+        agg: &[(AggKey, AggVal)],
+        wall_ms: i64,
+        mono_ns: u64,
+        miss_limit: u32,
+        pending: &mut Pending,
+    ) -> Vec<AggKey> {
+        let mut orphans = Vec::new();
+        let mut still_unknown = HashMap::new();
+        let mut grown = Vec::new();
+        for (k, v) in agg {
+            match self.keys.get_mut(k) {
+                Some(st) => {
+                    if v.count > st.count {
+                        let delta = v.count - st.count;
+                        st.count = v.count;
+                        st.last_growth_ns = mono_ns;
+                        pending.add(
+                            &st.bucket,
+                            BucketVal {
+                                count: delta,
+                                first_ms: wall_ms,
+                                last_ms: wall_ms,
+                                open_flags: st.open_flags,
+                                status: st.status,
+                                pid: st.tgid,
+                            },
+                        );
+                        grown.push((st.bucket.clone(), delta));
+                    }
+                }
+                None => {
+                    let misses = self.unknown.get(k).copied().unwrap_or(0) + 1;
+                    if misses >= miss_limit {
+                        orphans.push(*k);
+                        pending.add_stats(
+                            minute_of(wall_ms),
+                            MinuteStats {
+                                dropped: v.count,
+                                ..MinuteStats::default()
+                            },
+                        );
+                    } else {
+                        still_unknown.insert(*k, misses);
+                    }
+                }
+            }
+        }
+        self.unknown = still_unknown;
+        for (b, n) in grown {
+            self.count_total(&b, n);
+        }
+        orphans
+    }
+
+    /// Forgets the keys whose count has not grown since `before_ns` (monotonic); returns them,
+    /// to be removed from the kernel map too. Everything they counted is in `pending` already.
+    pub fn evict_idle(&mut self, before_ns: u64) -> Vec<AggKey> {
+        let idle: Vec<AggKey> = self
+            .keys
+            .iter()
+            .filter(|(_, st)| st.last_growth_ns < before_ns)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &idle {
+            self.keys.remove(k);
+        }
+        self.gc_interned();
+        idle
+    }
+
+    /// Forgets every key (the capture was restarted: new, empty kernel maps).
+    pub fn reset_keys(&mut self) {
+        self.keys.clear();
+        self.unknown.clear();
+        self.gc_interned();
+    }
+
+    fn gc_interned(&mut self) {
+        // An interned key only the table itself holds is unused.
+        self.interned.retain(|k, ()| Arc::strong_count(k) > 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observer_common::{COMM_LEN, EventHeader};
+
+    fn key(hash: u64, tgid: u32) -> AggKey {
+        AggKey {
+            path_hash: hash,
+            tgid,
+            errno: 2,
+            syscall: Syscall::Openat as u32,
+            dfd: 0,
+        }
+    }
+
+    fn sighting(path: &[u8], k: AggKey, status: u32) -> (Sighting, KeyInfo) {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..7].copy_from_slice(b"apache2");
+        let s = Sighting {
+            hdr: EventHeader {
+                key: k,
+                ts_ns: 1_000,
+                flags: 0o2000000,
+                aux: 0,
+                tid: k.tgid,
+                uid: 33,
+                gid: 33,
+                path_len: path.len() as u32,
+                status,
+                _pad: 0,
+                comm,
+            },
+            path: path.to_vec(),
+        };
+        let info = KeyInfo {
+            path: path.to_vec(),
+            raw_path: path.to_vec(),
+            unresolved: false,
+            truncated: false,
+            syscall: Syscall::Openat,
+            errno: 2,
+            tgid: k.tgid,
+            tid: k.tgid,
+            uid: 33,
+            gid: 33,
+            comm: "apache2".into(),
+            flags: 0o2000000,
+        };
+        (s, info)
+    }
+
+    fn val(count: u64) -> AggVal {
+        AggVal { count, first_ns: 0 }
+    }
+
+    fn by_minute(p: &Pending) -> Vec<(Vec<u8>, i64, u64)> {
+        p.buckets()
+            .into_iter()
+            .map(|(k, m, v)| (k.path.clone(), m, v.count))
+            .collect()
+    }
+
+    #[test]
+    fn minutes_floor_toward_minus_infinity() {
+        assert_eq!(minute_of(0), 0);
+        assert_eq!(minute_of(59_999), 0);
+        assert_eq!(minute_of(60_000), 1);
+        assert_eq!(minute_of(-1), -1);
+    }
+
+    #[test]
+    fn record_counts_one_in_its_minute_and_reads_add_the_growth_in_theirs() {
+        let mut t = Tracker::new();
+        let mut p = Pending::new(100);
+        let k = key(1, 10);
+        let (s, info) = sighting(b"/x", k, 0);
+        // The record at 00:59.5, the first read at 01:00.5 sees 5: 4 more.
+        assert!(t.on_sighting(&s, info.clone(), 59_500, 1, &mut p).is_some());
+        assert!(t.on_counts(&[(k, val(5))], 60_500, 2, 3, &mut p).is_empty());
+        assert_eq!(
+            by_minute(&p),
+            vec![(b"/x".to_vec(), 0, 1), (b"/x".to_vec(), 1, 4)]
+        );
+        // A read with no growth adds nothing; the next growth is a delta, not the total.
+        t.on_counts(&[(k, val(5))], 61_000, 3, 3, &mut p);
+        t.on_counts(&[(k, val(7))], 62_000, 4, 3, &mut p);
+        let b = p.buckets();
+        assert_eq!(b[1].2.count, 6);
+        assert_eq!(b[1].2.first_ms, 60_500);
+        assert_eq!(b[1].2.last_ms, 62_000);
+        assert_eq!(b[0].2.open_flags, 0o2000000);
+        assert_eq!(p.failures(), 7);
+        assert_eq!(
+            t.totals[&(2, Syscall::Openat, "apache2".to_string())],
+            7,
+            "metrics totals follow the same deltas"
+        );
+    }
+
+    #[test]
+    fn flushed_deltas_are_not_counted_again_and_evicted_keys_restart_from_their_record() {
+        let mut t = Tracker::new();
+        let mut p = Pending::new(100);
+        let k = key(1, 10);
+        let (s, info) = sighting(b"/x", k, 0);
+        t.on_sighting(&s, info.clone(), 0, 1, &mut p);
+        t.on_counts(&[(k, val(3))], 1_000, 2, 3, &mut p);
+        assert_eq!(p.failures(), 3);
+        p.clear(); // flushed
+        t.on_counts(&[(k, val(3))], 2_000, 3, 3, &mut p);
+        assert_eq!(p.failures(), 0, "no growth, nothing pending");
+        // Idle since mono 2: evicted (and removed from the kernel map by the caller).
+        assert_eq!(t.evict_idle(10), vec![k]);
+        assert!(t.is_empty());
+        // The kernel sees it again: a new record, count 1 again, then 2.
+        t.on_sighting(&s, info, 3_000, 11, &mut p);
+        t.on_counts(&[(k, val(2))], 4_000, 12, 3, &mut p);
+        assert_eq!(p.failures(), 2);
+        assert_eq!(
+            t.totals[&(2, Syscall::Openat, "apache2".to_string())],
+            5,
+            "3 + 2, nothing twice"
+        );
+    }
+
+    #[test]
+    fn keys_without_a_record_are_given_up_after_the_miss_limit() {
+        let mut t = Tracker::new();
+        let mut p = Pending::new(100);
+        let k = key(9, 10);
+        assert!(t.on_counts(&[(k, val(4))], 0, 1, 2, &mut p).is_empty());
+        assert_eq!(t.on_counts(&[(k, val(5))], 1_000, 2, 2, &mut p), vec![k]);
+        assert_eq!(p.failures(), 0);
+        assert_eq!(p.stats[&0].dropped, 5);
+        // A record that arrives between two reads clears the miss.
+        let k2 = key(8, 10);
+        t.on_counts(&[(k2, val(1))], 0, 1, 2, &mut p);
+        let (s, info) = sighting(b"/y", k2, 0);
+        t.on_sighting(&s, info, 0, 1, &mut p);
+        assert!(t.on_counts(&[(k2, val(2))], 0, 2, 2, &mut p).is_empty());
+        assert_eq!(p.failures(), 2);
+    }
+
+    #[test]
+    fn unaggregated_records_count_one_each_and_do_not_become_keys() {
+        let mut t = Tracker::new();
+        let mut p = Pending::new(100);
+        let k = key(1, 10);
+        let (s, info) = sighting(b"/o", k, STATUS_UNAGGREGATED);
+        assert!(t.on_sighting(&s, info.clone(), 0, 1, &mut p).is_some());
+        assert!(t.on_sighting(&s, info, 10, 1, &mut p).is_none());
+        assert_eq!(p.failures(), 2);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn pids_of_one_path_share_a_bucket_and_the_path_bytes() {
+        let mut t = Tracker::new();
+        let mut p = Pending::new(100);
+        for tgid in [10, 11, 12] {
+            let (s, info) = sighting(b"/shared", key(1, tgid), 0);
+            t.on_sighting(&s, info, 0, 1, &mut p);
+        }
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.failures(), 3);
+        assert_eq!(t.interned.len(), 1);
+        p.clear(); // flushed
+        t.evict_idle(u64::MAX);
+        assert!(t.interned.is_empty(), "unused keys are freed");
+    }
+
+    #[test]
+    fn a_full_pending_table_keeps_counts_in_the_latest_bucket_or_counts_them_dropped() {
+        let mut p = Pending::new(2);
+        let a = Arc::new(BucketKey {
+            path: b"/a".to_vec(),
+            errno: 2,
+            syscall: Syscall::Openat,
+            comm: "c".into(),
+            uid: 0,
+            gid: 0,
+        });
+        let mut b = (*a).clone();
+        b.path = b"/b".to_vec();
+        let b = Arc::new(b);
+        let mut c = (*a).clone();
+        c.path = b"/c".to_vec();
+        let c = Arc::new(c);
+        let v = |count, ms| BucketVal {
+            count,
+            first_ms: ms,
+            last_ms: ms,
+            open_flags: 0,
+            status: 0,
+            pid: 1,
+        };
+        p.add(&a, v(1, 0));
+        p.add(&b, v(1, 0));
+        p.add(&a, v(5, 120_000)); // full: joins a's minute-0 bucket
+        p.add(&c, v(7, 120_000)); // full, no bucket for c: dropped
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.failures(), 7);
+        let rows = p.buckets();
+        assert_eq!(rows[0].2.last_ms, 59_999, "clamped into its own minute");
+        assert_eq!(p.stats[&2].dropped, 7);
+    }
+
+    #[test]
+    fn comm_labels_are_bounded() {
+        let mut t = Tracker::new();
+        let mut p = Pending::new(1000);
+        for i in 0..(MAX_COMM_LABELS + 5) {
+            let (s, mut info) = sighting(b"/x", key(i as u64, i as u32), 0);
+            info.comm = format!("c{i}");
+            t.on_sighting(&s, info, 0, 1, &mut p);
+        }
+        assert_eq!(t.totals.len(), MAX_COMM_LABELS + 1);
+        assert_eq!(t.totals[&(2, Syscall::Openat, OTHER_COMM.to_string())], 5);
+    }
+}

@@ -1,0 +1,435 @@
+//! Reading the history back: the failures of a window as `model::Failure`s (for the same ranking
+//! and rendering as ad-hoc mode), the baseline of what failed before the window, when observer
+//! was recording, and one path's minute-by-minute timeline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use observer_common::Syscall;
+use rusqlite::{Connection, params};
+
+use super::bucket::{BUCKET_TRUNCATED, BUCKET_UNRESOLVED};
+use super::db::DbError;
+use crate::model::{Failure, PID_SAMPLE};
+
+fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError {
+    move |source| DbError::Sqlite {
+        context: context.to_string(),
+        source,
+    }
+}
+
+pub fn time_of_ms(ms: i64) -> SystemTime {
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    }
+}
+
+pub fn ms_of(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+pub fn syscall_named(name: &str) -> Option<Syscall> {
+    Syscall::ALL.iter().copied().find(|s| s.name() == name)
+}
+
+/// One run of `observer record`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    pub started_ms: i64,
+    /// When it stopped, or how far its last flush reached (after a crash, or while it runs).
+    pub until_ms: i64,
+    /// False while it runs or after a crash.
+    pub ended: bool,
+    /// What it watched (JSON).
+    pub filter: String,
+}
+
+pub fn sessions(conn: &Connection) -> Result<Vec<Session>, DbError> {
+    let mut st = conn
+        .prepare(
+            "SELECT started_ms, coalesce(ended_ms, last_flush_ms), ended_ms IS NOT NULL, filter
+             FROM sessions ORDER BY started_ms",
+        )
+        .map_err(sql("reading sessions"))?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(Session {
+                started_ms: r.get(0)?,
+                until_ms: r.get(1)?,
+                ended: r.get(2)?,
+                filter: r.get(3)?,
+            })
+        })
+        .map_err(sql("reading sessions"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(sql("reading sessions"))
+}
+
+/// The failures recorded in minutes `from..=to`, one per (path, errno), like ad-hoc mode's.
+/// `pids` holds the sample pids of the window's buckets and `pid_count` how many distinct ones
+/// there are (a lower bound: each bucket keeps one).
+pub fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Failure>, DbError> {
+    let mut st = conn
+        .prepare(
+            "SELECT p.path, b.errno, b.syscall, c.comm, b.uid, b.gid, b.count, b.first_ms,
+                    b.last_ms, b.open_flags, b.status, b.pid
+             FROM buckets b JOIN paths p ON p.id = b.path_id JOIN comms c ON c.id = b.comm_id
+             WHERE b.minute BETWEEN ?1 AND ?2",
+        )
+        .map_err(sql("reading failures"))?;
+    let mut rows: BTreeMap<(Vec<u8>, i32), (Failure, BTreeSet<u32>)> = BTreeMap::new();
+    let mut q = st
+        .query(params![from, to])
+        .map_err(sql("reading failures"))?;
+    let mut unknown = BTreeSet::new();
+    while let Some(r) = q.next().map_err(sql("reading failures"))? {
+        let path: Vec<u8> = r.get(0).map_err(sql("reading failures"))?;
+        let errno: i32 = r.get(1).map_err(sql("reading failures"))?;
+        let sys: String = r.get(2).map_err(sql("reading failures"))?;
+        let Some(syscall) = syscall_named(&sys) else {
+            unknown.insert(sys);
+            continue;
+        };
+        let get = |i| r.get::<_, i64>(i);
+        let (comm, uid, gid, count, first, last, flags, status, pid) = (|| {
+            Ok::<_, rusqlite::Error>((
+                r.get::<_, String>(3)?,
+                get(4)? as u32,
+                get(5)? as u32,
+                get(6)?.max(0) as u64,
+                get(7)?,
+                get(8)?,
+                get(9)? as u64,
+                get(10)? as u32,
+                get(11)? as u32,
+            ))
+        })()
+        .map_err(sql("reading failures"))?;
+        let (f, pids) = rows.entry((path.clone(), errno)).or_insert_with(|| {
+            (
+                Failure {
+                    path,
+                    errno,
+                    count: 0,
+                    syscalls: BTreeMap::new(),
+                    open_flags: 0,
+                    first_seen: time_of_ms(first),
+                    last_seen: time_of_ms(last),
+                    comms: BTreeSet::new(),
+                    creds: BTreeSet::new(),
+                    pids: BTreeSet::new(),
+                    pid_count: 0,
+                    truncated: false,
+                    unresolved: false,
+                },
+                BTreeSet::new(),
+            )
+        });
+        f.count += count;
+        *f.syscalls.entry(syscall).or_insert(0) += count;
+        f.open_flags |= flags;
+        f.first_seen = f.first_seen.min(time_of_ms(first));
+        f.last_seen = f.last_seen.max(time_of_ms(last));
+        f.comms.insert(comm);
+        f.creds.insert((uid, gid));
+        f.truncated |= status & BUCKET_TRUNCATED != 0;
+        f.unresolved |= status & BUCKET_UNRESOLVED != 0;
+        pids.insert(pid);
+    }
+    for s in unknown {
+        log::warn!("history holds syscall {s:?}, unknown to this observer: its rows are skipped");
+    }
+    Ok(rows
+        .into_values()
+        .map(|(mut f, pids)| {
+            f.pid_count = pids.len() as u64;
+            f.pids = pids.into_iter().take(PID_SAMPLE).collect();
+            f
+        })
+        .collect())
+}
+
+/// The (path, errno) pairs failing in minutes `from..=to` that also failed before `from`.
+pub fn baseline(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+) -> Result<BTreeSet<(Vec<u8>, i32)>, DbError> {
+    let mut st = conn
+        .prepare(
+            "SELECT p.path, w.errno
+             FROM (SELECT DISTINCT path_id, errno FROM buckets WHERE minute BETWEEN ?1 AND ?2) w
+             JOIN paths p ON p.id = w.path_id
+             WHERE EXISTS (SELECT 1 FROM buckets o
+                           WHERE o.path_id = w.path_id AND o.errno = w.errno AND o.minute < ?1)",
+        )
+        .map_err(sql("reading the baseline"))?;
+    let rows = st
+        .query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql("reading the baseline"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(sql("reading the baseline"))
+}
+
+/// One minute of one path's timeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Minute {
+    pub minute: i64,
+    pub count: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub syscalls: BTreeMap<String, u64>,
+    pub comms: BTreeSet<String>,
+}
+
+/// One path's failures minute by minute in `from..=to`, per errno.
+pub fn timeline(
+    conn: &Connection,
+    path: &[u8],
+    from: i64,
+    to: i64,
+) -> Result<BTreeMap<i32, Vec<Minute>>, DbError> {
+    let mut st = conn
+        .prepare(
+            "SELECT b.errno, b.minute, b.syscall, c.comm, b.count, b.first_ms, b.last_ms
+             FROM buckets b JOIN comms c ON c.id = b.comm_id
+             WHERE b.path_id = (SELECT id FROM paths WHERE path = ?1)
+               AND b.minute BETWEEN ?2 AND ?3
+             ORDER BY b.errno, b.minute",
+        )
+        .map_err(sql("reading the timeline"))?;
+    let mut out: BTreeMap<i32, Vec<Minute>> = BTreeMap::new();
+    let mut q = st
+        .query(params![path, from, to])
+        .map_err(sql("reading the timeline"))?;
+    while let Some(r) = q.next().map_err(sql("reading the timeline"))? {
+        let row = (|| {
+            Ok::<_, rusqlite::Error>((
+                r.get::<_, i32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?.max(0) as u64,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })()
+        .map_err(sql("reading the timeline"))?;
+        let (errno, minute, sys, comm, count, first, last) = row;
+        let v = out.entry(errno).or_default();
+        if v.last().is_none_or(|m| m.minute != minute) {
+            v.push(Minute {
+                minute,
+                count: 0,
+                first_ms: first,
+                last_ms: last,
+                syscalls: BTreeMap::new(),
+                comms: BTreeSet::new(),
+            });
+        }
+        let m = v.last_mut().expect("pushed above");
+        m.count += count;
+        m.first_ms = m.first_ms.min(first);
+        m.last_ms = m.last_ms.max(last);
+        *m.syscalls.entry(sys).or_insert(0) += count;
+        m.comms.insert(comm);
+    }
+    Ok(out)
+}
+
+/// Recorded paths that look like `path` (same file name, or containing it): suggestions when a
+/// timeline finds nothing.
+pub fn similar_paths(
+    conn: &Connection,
+    path: &[u8],
+    limit: usize,
+) -> Result<Vec<Vec<u8>>, DbError> {
+    let name: &[u8] = path
+        .rsplit(|&b| b == b'/')
+        .find(|c| !c.is_empty())
+        .unwrap_or(path);
+    if name.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut st = conn
+        .prepare("SELECT path FROM paths ORDER BY path")
+        .map_err(sql("reading paths"))?;
+    let rows = st
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .map_err(sql("reading paths"))?;
+    let mut same_name = Vec::new();
+    let mut containing = Vec::new();
+    for p in rows {
+        let p = p.map_err(sql("reading paths"))?;
+        let last = p.rsplit(|&b| b == b'/').next().unwrap_or(&p);
+        if last == name {
+            same_name.push(p);
+        } else if p.windows(name.len()).any(|w| w == name) {
+            containing.push(p);
+        }
+    }
+    same_name.extend(containing);
+    same_name.truncate(limit);
+    Ok(same_name)
+}
+
+/// Consecutive failing minutes, with quiet gaps of at most `max_gap` minutes inside.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Episode {
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub count: u64,
+    pub minutes: usize,
+}
+
+pub fn episodes(minutes: &[Minute], max_gap: i64) -> Vec<Episode> {
+    let mut out: Vec<Episode> = Vec::new();
+    let mut prev: Option<i64> = None;
+    for m in minutes {
+        match (out.last_mut(), prev) {
+            (Some(e), Some(p)) if m.minute - p <= max_gap + 1 => {
+                e.last_ms = e.last_ms.max(m.last_ms);
+                e.count += m.count;
+                e.minutes += 1;
+            }
+            _ => out.push(Episode {
+                first_ms: m.first_ms,
+                last_ms: m.last_ms,
+                count: m.count,
+                minutes: 1,
+            }),
+        }
+        prev = Some(m.minute);
+    }
+    out
+}
+
+/// The parts of `from_ms..to_ms` when no `observer record` was running (longer than `slack_ms`,
+/// which absorbs the flush interval).
+pub fn gaps(sessions: &[Session], from_ms: i64, to_ms: i64, slack_ms: i64) -> Vec<(i64, i64)> {
+    let mut cover: Vec<(i64, i64)> = sessions
+        .iter()
+        .map(|s| (s.started_ms, s.until_ms + slack_ms))
+        .collect();
+    cover.sort();
+    let mut out = Vec::new();
+    let mut at = from_ms;
+    for (a, b) in cover {
+        if a > at && a.min(to_ms) - at > slack_ms {
+            out.push((at, a.min(to_ms)));
+        }
+        at = at.max(b);
+        if at >= to_ms {
+            break;
+        }
+    }
+    if to_ms - at > slack_ms {
+        out.push((at, to_ms));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::bucket::{MinuteStats, Pending};
+    use crate::history::db::tests::{TempDir, bkey, bval};
+    use crate::history::db::{Writer, minute_stats, open_reader};
+
+    fn minute(m: i64, count: u64) -> Minute {
+        Minute {
+            minute: m,
+            count,
+            first_ms: m * 60_000 + 1,
+            last_ms: m * 60_000 + 2,
+            syscalls: BTreeMap::new(),
+            comms: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn episodes_split_on_quiet_gaps() {
+        let ms = [minute(10, 1), minute(11, 2), minute(14, 3), minute(30, 4)];
+        let e = episodes(&ms, 5);
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[0].count, e[0].minutes), (6, 3));
+        assert_eq!(e[0].first_ms, 600_001);
+        assert_eq!(e[0].last_ms, 14 * 60_000 + 2);
+        assert_eq!((e[1].count, e[1].minutes), (4, 1));
+        assert_eq!(episodes(&ms, 0).len(), 3);
+    }
+
+    #[test]
+    fn gaps_are_where_no_session_ran() {
+        let s = |a, b| Session {
+            started_ms: a,
+            until_ms: b,
+            ended: true,
+            filter: String::new(),
+        };
+        assert_eq!(gaps(&[s(0, 100)], 0, 100, 5), vec![]);
+        assert_eq!(gaps(&[s(0, 40), s(60, 100)], 0, 100, 5), vec![(45, 60)]);
+        assert_eq!(gaps(&[s(50, 60)], 0, 100, 5), vec![(0, 50), (65, 100)]);
+        assert_eq!(gaps(&[], 0, 100, 5), vec![(0, 100)]);
+        assert_eq!(gaps(&[s(0, 40), s(20, 100)], 0, 100, 5), vec![]);
+    }
+
+    #[test]
+    fn window_failures_baseline_and_timeline_from_a_real_database() {
+        let d = TempDir::new("query");
+        let db = d.0.join("h.db");
+        let mut w = Writer::open(&db, "{\"comms\":[\"apache2\"]}", 0).unwrap();
+        let mut p = Pending::new(1000);
+        let min = 60_000;
+        // /always fails before and in the window; /new only in it; /gone only before.
+        p.add(&bkey("/always", 2, Syscall::Openat), bval(5, 10 * min));
+        p.add(&bkey("/gone", 2, Syscall::Openat), bval(1, 10 * min));
+        p.add(&bkey("/always", 2, Syscall::Openat), bval(2, 100 * min));
+        p.add(
+            &bkey("/always", 2, Syscall::Newfstatat),
+            bval(3, 101 * min + 5),
+        );
+        p.add(&bkey("/new", 13, Syscall::Openat), bval(7, 102 * min));
+        p.add_stats(
+            101,
+            MinuteStats {
+                lost: 4,
+                overflow: 1,
+                dropped: 0,
+            },
+        );
+        w.flush(&p, 103 * min).unwrap();
+        let r = open_reader(&db).unwrap();
+        let f = failures(&r, 100, 110).unwrap();
+        assert_eq!(f.len(), 2);
+        let always = f.iter().find(|f| f.path == b"/always").unwrap();
+        assert_eq!(always.count, 5);
+        assert_eq!(always.syscalls[&Syscall::Openat], 2);
+        assert_eq!(always.syscalls[&Syscall::Newfstatat], 3);
+        assert_eq!(always.first_seen, time_of_ms(100 * min));
+        assert_eq!(always.last_seen, time_of_ms(101 * min + 5));
+        assert_eq!(always.creds, BTreeSet::from([(33, 33)]));
+        assert_eq!(always.pid_count, 1);
+        let base = baseline(&r, 100, 110).unwrap();
+        assert_eq!(base, BTreeSet::from([(b"/always".to_vec(), 2)]));
+        assert_eq!(minute_stats(&r, 100, 110).unwrap().lost, 4);
+        let t = timeline(&r, b"/always", 0, 200).unwrap();
+        let m: Vec<(i64, u64)> = t[&2].iter().map(|m| (m.minute, m.count)).collect();
+        assert_eq!(m, vec![(10, 5), (100, 2), (101, 3)]);
+        assert!(timeline(&r, b"/nope", 0, 200).unwrap().is_empty());
+        assert_eq!(
+            similar_paths(&r, b"/elsewhere/new", 5).unwrap(),
+            vec![b"/new".to_vec()]
+        );
+        let s = sessions(&r).unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].until_ms, 103 * min);
+        assert!(!s[0].ended);
+    }
+}

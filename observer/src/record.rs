@@ -1,0 +1,809 @@
+//! `observer record`: the capture loop of a service. Reads the ring buffer (new keys) and polls
+//! the kernel's counts, turns their growth into per-minute buckets ([`crate::history::bucket`]),
+//! writes them once per flush interval ([`crate::history::db`]), forgets idle keys in the kernel
+//! and in memory, serves `/metrics`, streams new failures as JSON lines, reloads its
+//! configuration on SIGHUP, and writes everything before exiting on SIGTERM/SIGINT.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow};
+use aya::maps::{MapData, RingBuf};
+use observer_common::{AGG_ENTRIES, AT_FDCWD, STATUS_DIRFD, STATUS_TRUNCATED, Syscall};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::aggregate::{Clock, KeyInfo, monotonic_ns};
+use crate::capture::{Capture, Filter, KernelStats, Sighting};
+use crate::cli::RecordArgs;
+use crate::config::{self, JsonlTarget, Settings};
+use crate::history::bucket::{MinuteStats, Pending, Tracker, minute_of};
+use crate::history::db::Writer;
+use crate::history::query::ms_of;
+use crate::metrics::{self, Snapshot};
+use crate::output;
+use crate::resolve::resolve_with;
+
+/// At most this many (key, minute) buckets wait in memory for the database.
+pub const PENDING_CAP: usize = 200_000;
+/// Reads of the kernel's counts that may miss a key's record before the key is given up.
+const MISS_LIMIT: u32 = 3;
+/// Retention and the size cap are enforced this often (and whenever the cap is exceeded).
+const TRIM_EVERY: Duration = Duration::from_secs(3600);
+/// Attempts at the last flush before exiting (one second apart).
+const FINAL_FLUSH_TRIES: u32 = 5;
+/// The top paths of /metrics are recomputed every three flush intervals, or this often if sooner.
+const TOP_EVERY: Duration = Duration::from_secs(30);
+/// A failing database is logged again at most this often.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(300);
+
+fn now_ms() -> i64 {
+    ms_of(SystemTime::now())
+}
+
+/// The kernel's counts are read this often: at least every 5 s, so a minute's bucket is right to
+/// within 5 s, and the database is written every `flush`.
+fn poll_period(flush: Duration) -> Duration {
+    flush.min(Duration::from_secs(5))
+}
+
+/// A running capture and its ring buffer.
+struct Live {
+    events: AsyncFd<RingBuf<MapData>>,
+    cap: Capture,
+    /// Kernel counters already accounted for (they are per capture).
+    seen_stats: KernelStats,
+}
+
+impl Live {
+    fn start(filter: &Filter, verbose: bool) -> Result<Live> {
+        let mut cap = Capture::start(filter, verbose)?;
+        for (sys, why) in &cap.skipped {
+            log::warn!("{} not hooked: {why}", sys.name());
+        }
+        let rb = cap.events.take().context("ring buffer already taken")?;
+        // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
+        let events = unsafe { AsyncFd::register_with_interest(rb, Interest::READABLE) }
+            .map_err(|e| anyhow!("registering the ring buffer with the runtime: {e}"))?;
+        Ok(Live {
+            events,
+            cap,
+            seen_stats: KernelStats::default(),
+        })
+    }
+}
+
+/// The JSON-lines stream of new failures.
+enum Jsonl {
+    Stdout,
+    File(std::fs::File, std::path::PathBuf),
+}
+
+impl Jsonl {
+    fn open(t: &Option<JsonlTarget>) -> Result<Option<Jsonl>> {
+        Ok(match t {
+            None => None,
+            Some(JsonlTarget::Stdout) => Some(Jsonl::Stdout),
+            Some(JsonlTarget::File(p)) => Some(Jsonl::File(
+                output::append_private(p).context("--jsonl")?,
+                p.clone(),
+            )),
+        })
+    }
+
+    fn write(&mut self, line: &str) -> std::io::Result<()> {
+        match self {
+            Jsonl::Stdout => {
+                let mut o = std::io::stdout().lock();
+                writeln!(o, "{line}").and_then(|()| o.flush())
+            }
+            Jsonl::File(f, _) => writeln!(f, "{line}"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Jsonl::Stdout => "standard output".into(),
+            Jsonl::File(_, p) => p.display().to_string(),
+        }
+    }
+}
+
+/// How many (process, fd) -> directory entries are remembered.
+const DIRFDS_MAX: usize = 16384;
+
+/// Makes records' paths absolute, as the ad-hoc store does: from the directory opens the kernel
+/// reports (`STATUS_DIRFD` records, which are not failures), else from /proc.
+#[derive(Default)]
+struct Resolver {
+    dirfds: HashMap<(u32, i32), Vec<u8>>,
+}
+
+impl Resolver {
+    /// The KeyInfo of a failure record; `None` for a directory open (remembered) or a record
+    /// this observer cannot read.
+    fn key_info(&mut self, s: &Sighting) -> Option<KeyInfo> {
+        let h = &s.hdr;
+        let syscall = Syscall::from_u32(h.key.syscall)?;
+        let dir = if h.key.dfd == AT_FDCWD {
+            None
+        } else {
+            self.dirfds.get(&(h.key.tgid, h.key.dfd)).map(Vec::as_slice)
+        };
+        let r = resolve_with(h.key.tgid, h.tid, h.key.dfd, &s.path, dir);
+        if h.status & STATUS_DIRFD != 0 {
+            if !r.unresolved {
+                if self.dirfds.len() >= DIRFDS_MAX {
+                    self.dirfds.clear();
+                }
+                self.dirfds.insert((h.key.tgid, h.aux as i32), r.path);
+            }
+            return None;
+        }
+        Some(KeyInfo {
+            path: r.path,
+            raw_path: s.path.clone(),
+            unresolved: r.unresolved,
+            truncated: h.status & STATUS_TRUNCATED != 0,
+            syscall,
+            errno: h.key.errno as i32,
+            tgid: h.key.tgid,
+            tid: h.tid,
+            uid: h.uid,
+            gid: h.gid,
+            comm: s.comm(),
+            flags: h.flags,
+        })
+    }
+}
+
+/// Everything the loop owns.
+struct Recorder {
+    settings: Settings,
+    args: RecordArgs,
+    db: Writer,
+    tracker: Tracker,
+    resolver: Resolver,
+    pending: Pending,
+    clock: Clock,
+    jsonl: Option<Jsonl>,
+    metrics: Option<metrics::Server>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    stats_total: KernelStats,
+    dropped_total: u64,
+    bad_records: u64,
+    db_errors: u64,
+    failing_since: Option<(Instant, u64)>,
+    last_error_log: Option<Instant>,
+    last_flush: Instant,
+    /// Of the last transaction that reached the database.
+    last_write: Instant,
+    last_trim: Instant,
+    last_flush_ms: Option<i64>,
+    db_size: u64,
+    top: Vec<crate::history::db::TopPath>,
+    last_top: Option<Instant>,
+    capture_restarts: u64,
+    /// The size cap cannot be met (warned once until it can).
+    over_cap: bool,
+    /// Every --pid target has exited (warned once).
+    pids_gone: bool,
+}
+
+/// Runs `observer record` until SIGTERM/SIGINT.
+pub async fn run(args: RecordArgs) -> Result<()> {
+    let settings = config::load(&args)?;
+    if settings.verbose {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+    if let Some(src) = &settings.source {
+        log::debug!("configuration from {}", src.display());
+    }
+    crate::capture::check_privilege()?;
+    // Everything record creates (database, lock, JSON lines) is private to its owner.
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(0o077) };
+    let filter_json = output::filter_json(&settings.filter).to_string();
+    let db = Writer::open(&settings.db, &filter_json, now_ms())?;
+    let jsonl = Jsonl::open(&settings.jsonl)?;
+    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+    let metrics = match settings.metrics {
+        Some(a) => Some(metrics::Server::start(a, snapshot.clone())?),
+        None => None,
+    };
+    let mut rec = Recorder {
+        args,
+        db,
+        tracker: Tracker::new(),
+        resolver: Resolver::default(),
+        pending: Pending::new(PENDING_CAP),
+        clock: Clock::now(),
+        jsonl,
+        metrics,
+        snapshot,
+        stats_total: KernelStats::default(),
+        dropped_total: 0,
+        bad_records: 0,
+        db_errors: 0,
+        failing_since: None,
+        last_error_log: None,
+        last_flush: Instant::now(),
+        last_write: Instant::now(),
+        last_trim: Instant::now(),
+        last_flush_ms: None,
+        db_size: 0,
+        top: Vec::new(),
+        last_top: None,
+        capture_restarts: 0,
+        over_cap: false,
+        pids_gone: false,
+        settings,
+    };
+    rec.trim();
+
+    let mut live = Live::start(&rec.settings.filter, rec.settings.verbose)?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut tick = ticker(poll_period(rec.settings.flush_interval));
+    log::info!(
+        "watching {} ({} syscalls hooked); recording into {} every {}{}{}",
+        rec.settings.filter.describe(),
+        live.cap.attached.len(),
+        rec.db.path().display(),
+        humantime::format_duration(rec.settings.flush_interval),
+        match &rec.metrics {
+            Some(m) => format!("; metrics on http://{}/metrics", m.addr),
+            None => String::new(),
+        },
+        match &rec.jsonl {
+            Some(j) => format!("; new failures as JSON lines to {}", j.describe()),
+            None => String::new(),
+        },
+    );
+    sd_notify("READY=1");
+
+    let outcome: Result<()> = loop {
+        tokio::select! {
+            r = live.events.readable_mut() => {
+                let mut guard = match r {
+                    Ok(g) => g,
+                    Err(e) => break Err(anyhow!("waiting on the ring buffer: {e}")),
+                };
+                while let Some(item) = guard.get_inner_mut().next() {
+                    rec.on_record(&item);
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                if let Err(e) = rec.poll(&mut live) {
+                    break Err(e);
+                }
+                if rec.last_flush.elapsed() + poll_period(rec.settings.flush_interval) / 2
+                    >= rec.settings.flush_interval
+                {
+                    // Evict right after the read that took the keys' last counts (a failure in
+                    // between would not be counted), then write.
+                    if let Err(e) = rec.evict(&mut live) {
+                        break Err(e);
+                    }
+                    rec.flush();
+                    rec.maintain();
+                }
+                rec.publish();
+            }
+            _ = sighup.recv() => {
+                sd_notify("RELOADING=1");
+                match rec.reload(&mut live) {
+                    Ok(Some(new_tick)) => tick = ticker(new_tick),
+                    Ok(None) => {}
+                    Err(e) => break Err(e),
+                }
+                sd_notify("READY=1");
+            }
+            _ = sigint.recv() => break Ok(()),
+            _ = sigterm.recv() => break Ok(()),
+        }
+    };
+    sd_notify("STOPPING=1");
+    // Whatever ended the loop, keep what was counted: everything the kernel delivered and
+    // counted, then a last flush (retried a few times: the disk may be full).
+    while let Some(item) = live.events.get_mut().next() {
+        rec.on_record(&item);
+    }
+    if let Err(e) = rec.poll(&mut live) {
+        log::warn!("reading the last counts: {e:#}");
+    }
+    for attempt in 0..FINAL_FLUSH_TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        rec.flush();
+        if rec.failing_since.is_none() {
+            break;
+        }
+    }
+    let left = rec.pending.failures();
+    if let Err(e) = rec.db.close(now_ms()) {
+        log::warn!("closing the session: {e}");
+    }
+    if let Some(m) = rec.metrics.take() {
+        m.stop();
+    }
+    if rec.bad_records > 0 {
+        log::warn!(
+            "{} ring-buffer record(s) could not be read",
+            rec.bad_records
+        );
+    }
+    outcome?;
+    if left > 0 {
+        return Err(anyhow!(
+            "{left} failure(s) could not be written to {} before exiting",
+            rec.db.path().display()
+        ));
+    }
+    log::info!("stopped; history is in {}", rec.db.path().display());
+    Ok(())
+}
+
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+impl Recorder {
+    fn on_record(&mut self, buf: &[u8]) {
+        let s = match Sighting::decode(buf) {
+            Ok(s) => s,
+            Err(e) => {
+                self.bad_records += 1;
+                log::warn!("{e:#}");
+                return;
+            }
+        };
+        let Some(info) = self.resolver.key_info(&s) else {
+            return;
+        };
+        let wall_ms = ms_of(self.clock.wall(s.hdr.ts_ns));
+        let new = self
+            .tracker
+            .on_sighting(&s, info, wall_ms, monotonic_ns(), &mut self.pending);
+        if let (Some(n), Some(j)) = (new, self.jsonl.as_mut())
+            && let Err(e) = j.write(&output::jsonl_line(&n))
+        {
+            log::error!(
+                "writing JSON lines to {}: {e}; the stream is off until the next reload (SIGHUP)",
+                j.describe()
+            );
+            self.jsonl = None;
+        }
+    }
+
+    /// Reads the kernel's counts and counters into `pending`.
+    fn poll(&mut self, live: &mut Live) -> Result<()> {
+        self.clock = Clock::now();
+        let wall = now_ms();
+        let agg = live.cap.read_aggregate()?;
+        let orphans =
+            self.tracker
+                .on_counts(&agg, wall, monotonic_ns(), MISS_LIMIT, &mut self.pending);
+        if !orphans.is_empty() {
+            log::debug!(
+                "{} key(s) whose first record was lost: forgotten",
+                orphans.len()
+            );
+            live.cap.forget_keys(&orphans)?;
+        }
+        let ks = live.cap.kernel_stats()?;
+        let d = MinuteStats {
+            lost: ks.lost.saturating_sub(live.seen_stats.lost),
+            overflow: ks.overflow.saturating_sub(live.seen_stats.overflow),
+            dropped: 0,
+        };
+        live.seen_stats = ks;
+        if d.lost > 0 && self.stats_total.lost == 0 {
+            log::warn!(
+                "the ring buffer was full: {} failure(s) lost (counts are lower bounds)",
+                d.lost
+            );
+        }
+        self.stats_total.lost += d.lost;
+        self.stats_total.overflow += d.overflow;
+        self.pending.add_stats(minute_of(wall), d);
+        let pids = &self.settings.filter.pids;
+        if !pids.is_empty() {
+            let gone = !pids
+                .iter()
+                .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+            if gone && !self.pids_gone {
+                log::warn!(
+                    "every --pid target has exited: their descendants are still watched, but a \
+                     restarted service is not (select a service with --comm or --cgroup)"
+                );
+            }
+            self.pids_gone = gone;
+        }
+        if !self.settings.filter.cgroups.is_empty()
+            && let Err(e) = live.cap.refresh_cgroups()
+        {
+            log::debug!("refreshing cgroups: {e:#}");
+        }
+        live.cap.flush_logs();
+        Ok(())
+    }
+
+    /// Writes `pending`; on failure keeps it for the next try.
+    fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        if self.pending.is_empty() {
+            // Nothing to write; still mark the session alive once a minute, so the history
+            // knows it was recording.
+            if self.last_write.elapsed() >= Duration::from_secs(60)
+                && self.db.flush(&self.pending, now_ms()).is_ok()
+            {
+                self.last_write = Instant::now();
+            }
+            return;
+        }
+        let dropped: u64 = self.pending.stats.values().map(|s| s.dropped).sum();
+        let at = now_ms();
+        match self.db.flush(&self.pending, at) {
+            Ok(f) => {
+                self.dropped_total += dropped;
+                log::debug!(
+                    "flushed {} failure(s) in {} row(s) in {:.1?}",
+                    f.failures,
+                    f.rows,
+                    f.took
+                );
+                if let Some((since, n)) = self.failing_since.take() {
+                    log::info!(
+                        "writing to {} again after {n} failed attempt(s) over {}; nothing was lost",
+                        self.db.path().display(),
+                        humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+                    );
+                    self.last_error_log = None;
+                }
+                self.pending.clear();
+                self.last_flush_ms = Some(at);
+                self.last_write = Instant::now();
+            }
+            Err(e) => {
+                self.db_errors += 1;
+                let n = self.failing_since.map_or(1, |(_, n)| n + 1);
+                let since = self.failing_since.map_or_else(Instant::now, |(s, _)| s);
+                self.failing_since = Some((since, n));
+                if self
+                    .last_error_log
+                    .is_none_or(|t| t.elapsed() >= ERROR_LOG_EVERY)
+                {
+                    self.last_error_log = Some(Instant::now());
+                    log::error!(
+                        "cannot write the history to {}: {e}{}; capture goes on in memory ({} \
+                         failure(s) in {} bucket(s) waiting), retrying every {}",
+                        self.db.path().display(),
+                        if e.is_full() { " (disk full)" } else { "" },
+                        self.pending.failures(),
+                        self.pending.len(),
+                        humantime::format_duration(self.settings.flush_interval)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Forgets keys that stopped failing: their counts are in `pending` or written already.
+    fn evict(&mut self, live: &mut Live) -> Result<()> {
+        let idle = if self.tracker.len() > AGG_ENTRIES as usize / 2 {
+            // The kernel map is filling up: keep only what failed since the last read.
+            poll_period(self.settings.flush_interval) * 2
+        } else {
+            self.settings.evict_after
+        };
+        let before = monotonic_ns().saturating_sub(idle.as_nanos() as u64);
+        let keys = self.tracker.evict_idle(before);
+        if !keys.is_empty() {
+            log::debug!("forgetting {} idle key(s)", keys.len());
+            live.cap.forget_keys(&keys)?;
+        }
+        Ok(())
+    }
+
+    /// Retention and size cap, hourly or when over the cap; the top paths for /metrics.
+    fn maintain(&mut self) {
+        if self.failing_since.is_some() {
+            return;
+        }
+        let over = self
+            .db
+            .used_size()
+            .map(|s| {
+                self.db_size = s;
+                s > self.settings.max_db_size
+            })
+            .unwrap_or(false);
+        if over || self.last_trim.elapsed() >= TRIM_EVERY {
+            self.trim();
+        }
+        let top_every = (self.settings.flush_interval * 3).min(TOP_EVERY);
+        if self.metrics.is_some() && self.last_top.is_none_or(|t| t.elapsed() >= top_every) {
+            self.last_top = Some(Instant::now());
+            match self
+                .db
+                .top_paths(minute_of(now_ms()) - 60, self.settings.metrics_top)
+            {
+                Ok(t) => self.top = t,
+                Err(e) => log::debug!("reading the top paths: {e}"),
+            }
+        }
+    }
+
+    fn trim(&mut self) {
+        self.last_trim = Instant::now();
+        match self
+            .db
+            .trim(self.settings.retention, self.settings.max_db_size, now_ms())
+        {
+            Ok(t) => {
+                self.db_size = t.size;
+                if t.expired_rows > 0 {
+                    log::info!(
+                        "retention: deleted {} row(s) older than {}",
+                        t.expired_rows,
+                        humantime::format_duration(self.settings.retention)
+                    );
+                }
+                if t.capped_rows > 0 {
+                    log::warn!(
+                        "size cap: deleted the oldest {} row(s) to keep {} under {} bytes",
+                        t.capped_rows,
+                        self.db.path().display(),
+                        self.settings.max_db_size
+                    );
+                }
+                if t.over_cap && !self.over_cap {
+                    log::warn!(
+                        "{} holds {} bytes, over --max-db-size {}, with only its last hour left",
+                        self.db.path().display(),
+                        t.size,
+                        self.settings.max_db_size
+                    );
+                }
+                self.over_cap = t.over_cap;
+            }
+            Err(e) => log::warn!("enforcing retention on {}: {e}", self.db.path().display()),
+        }
+    }
+
+    fn publish(&mut self) {
+        let s = Snapshot {
+            failures: self.tracker.totals.clone(),
+            top: self.top.clone(),
+            lost: self.stats_total.lost,
+            overflow: self.stats_total.overflow,
+            dropped: self.dropped_total
+                + self.pending.stats.values().map(|s| s.dropped).sum::<u64>(),
+            db_write_errors: self.db_errors,
+            last_flush_ms: self.last_flush_ms,
+            db_size: self.db_size,
+            pending_buckets: self.pending.len(),
+            tracked_keys: self.tracker.len(),
+            capture_restarts: self.capture_restarts,
+        };
+        match self.snapshot.lock() {
+            Ok(mut g) => *g = s,
+            Err(p) => *p.into_inner() = s,
+        }
+    }
+
+    /// SIGHUP: re-reads the configuration and applies it. Returns the new poll period when the
+    /// flush interval changed.
+    fn reload(&mut self, live: &mut Live) -> Result<Option<Duration>> {
+        let new = match config::load(&self.args) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("reload: {e:#}; keeping the running configuration");
+                return Ok(None);
+            }
+        };
+        let changes = self.settings.changes(&new);
+        // The JSON-lines file is reopened on every reload (log rotation).
+        match Jsonl::open(&new.jsonl) {
+            Ok(j) => self.jsonl = j,
+            Err(e) => log::error!("reload: {e:#}; the JSON-lines stream is off"),
+        }
+        let mut applied = new.clone();
+        if new.db != self.settings.db {
+            log::warn!(
+                "reload: db cannot change while recording (still {}): restart observer to use {}",
+                self.settings.db.display(),
+                new.db.display()
+            );
+            applied.db = self.settings.db.clone();
+        }
+        if new.verbose != self.settings.verbose {
+            // observer's own debug lines at once; the eBPF program's from its next restart.
+            log::set_max_level(if new.verbose {
+                log::LevelFilter::Debug
+            } else {
+                log::LevelFilter::Info
+            });
+        }
+        if new.metrics != self.settings.metrics {
+            if let Some(m) = self.metrics.take() {
+                m.stop();
+            }
+            if let Some(a) = new.metrics {
+                match metrics::Server::start(a, self.snapshot.clone()) {
+                    Ok(m) => {
+                        log::info!("metrics on http://{}/metrics", m.addr);
+                        self.metrics = Some(m);
+                    }
+                    Err(e) => {
+                        log::error!("reload: {e:#}; metrics are off");
+                        applied.metrics = None;
+                    }
+                }
+            }
+        }
+        if new.filter != self.settings.filter {
+            // Take what the old capture counted, then attach anew: new kernel maps, so every
+            // key starts over from its record and nothing is counted twice.
+            while let Some(item) = live.events.get_mut().next() {
+                self.on_record(&item);
+            }
+            self.poll(live)?;
+            let old_filter = self.settings.filter.clone();
+            match Live::start(&new.filter, self.settings.verbose) {
+                Ok(l) => {
+                    *live = l;
+                    self.tracker.reset_keys();
+                    self.capture_restarts += 1;
+                    let fj = output::filter_json(&new.filter).to_string();
+                    if let Err(e) = self.db.set_filter(&fj) {
+                        log::warn!("reload: recording the new selectors: {e}");
+                    }
+                }
+                Err(e) => {
+                    log::error!(
+                        "reload: cannot capture {}: {e:#}; still watching {}",
+                        new.filter.describe(),
+                        old_filter.describe()
+                    );
+                    applied.filter = old_filter;
+                }
+            }
+        }
+        let new_tick = (applied.flush_interval != self.settings.flush_interval)
+            .then(|| poll_period(applied.flush_interval));
+        let retention_changed = applied.retention != self.settings.retention
+            || applied.max_db_size != self.settings.max_db_size;
+        self.settings = applied;
+        if retention_changed {
+            self.trim();
+        }
+        log::info!(
+            "reloaded{}: {}",
+            self.settings
+                .source
+                .as_ref()
+                .map(|p| format!(" {}", p.display()))
+                .unwrap_or_default(),
+            if changes.is_empty() {
+                "nothing changed".to_string()
+            } else {
+                changes.join("; ")
+            }
+        );
+        Ok(new_tick)
+    }
+}
+
+/// Tells systemd (Type=notify) how the service is doing; a no-op outside systemd.
+fn sd_notify(state: &str) {
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
+        sd_notify_to(&path, state);
+    }
+}
+
+fn sd_notify_to(path: &std::ffi::OsStr, state: &str) {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let bytes = path.as_encoded_bytes();
+    let addr = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        SocketAddr::from_abstract_name(name)
+    } else {
+        SocketAddr::from_pathname(std::path::Path::new(path))
+    };
+    let r = addr.and_then(|a| {
+        let s = UnixDatagram::unbound()?;
+        let msg = if state == "RELOADING=1" {
+            // Type=notify-reload wants the time of the reload request.
+            format!("{state}\nMONOTONIC_USEC={}", monotonic_ns() / 1000)
+        } else {
+            state.to_string()
+        };
+        s.send_to_addr(msg.as_bytes(), &a)
+    });
+    if let Err(e) = r {
+        log::debug!("sd_notify {state}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sighting(path: &[u8], tgid: u32, dfd: i32, aux: u64, errno: u32, status: u32) -> Sighting {
+        use observer_common::{AggKey, COMM_LEN, EventHeader};
+        let mut comm = [0u8; COMM_LEN];
+        comm[..7].copy_from_slice(b"apache2");
+        Sighting {
+            hdr: EventHeader {
+                key: AggKey {
+                    path_hash: 1,
+                    tgid,
+                    errno,
+                    syscall: Syscall::Openat as u32,
+                    dfd,
+                },
+                ts_ns: 0,
+                flags: 0,
+                aux,
+                tid: tgid,
+                uid: 0,
+                gid: 0,
+                path_len: path.len() as u32,
+                status,
+                _pad: 0,
+                comm,
+            },
+            path: path.to_vec(),
+        }
+    }
+
+    #[test]
+    fn directory_opens_are_not_failures_but_resolve_later_relative_ones() {
+        // A process that is gone: /proc cannot help, the recorded opens must.
+        let tgid = u32::MAX - 7;
+        let mut r = Resolver::default();
+        assert!(
+            r.key_info(&sighting(b"/run", tgid, AT_FDCWD, 5, 0, STATUS_DIRFD))
+                .is_none()
+        );
+        assert!(
+            r.key_info(&sighting(b"systemd", tgid, 5, 6, 0, STATUS_DIRFD))
+                .is_none()
+        );
+        let i = r.key_info(&sighting(b"userdb", tgid, 6, 0, 2, 0)).unwrap();
+        assert_eq!(i.path, b"/run/systemd/userdb");
+        assert!(!i.unresolved);
+        let i = r.key_info(&sighting(b"rel", tgid, 9, 0, 2, 0)).unwrap();
+        assert!(i.unresolved);
+    }
+
+    #[test]
+    fn polls_often_enough_for_minute_buckets() {
+        assert_eq!(poll_period(Duration::from_secs(1)), Duration::from_secs(1));
+        assert_eq!(poll_period(Duration::from_secs(60)), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn sd_notify_reaches_the_socket() {
+        let dir = std::env::temp_dir().join(format!("observer-notify-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let p = dir.join("sock");
+        let _ = std::fs::remove_file(&p);
+        let s = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
+        sd_notify_to(p.as_os_str(), "READY=1");
+        let mut buf = [0u8; 64];
+        let n = s.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

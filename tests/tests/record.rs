@@ -1,0 +1,804 @@
+//! Continuous capture against the real kernel: `observer record` into a history database,
+//! `kill -9` and restarts, `observer report`/`timeline` from the history (also unprivileged),
+//! `/metrics` parsed as OpenMetrics, reloads, a second recorder, and a full disk.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use observer_tests::{
+    Observer, TempDir, failer, observer_bin, row, rows_for, run_observer, unique_comm,
+};
+use serde_json::Value;
+
+const MISSING_DIR: &str = "/nonexistent-observer-record";
+
+fn missing(name: &str) -> String {
+    format!("{MISSING_DIR}/{name}")
+}
+
+fn record(comm: &str, db: &str, extra: &[&str]) -> Observer {
+    let mut args = vec![
+        "record",
+        "--comm",
+        comm,
+        "--db",
+        db,
+        "--flush-interval",
+        "1s",
+        "--config",
+        "/dev/null",
+    ];
+    args.extend_from_slice(extra);
+    Observer::start_with(&args, &[])
+}
+
+/// `observer report --format json` of the last hour.
+fn report(db: &str) -> Value {
+    let (code, out, err) =
+        run_observer(&["report", "--since", "1h", "--format", "json", "--db", db]);
+    assert_eq!(code, 0, "report failed: {err}");
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("report printed invalid JSON ({e}): {out}"))
+}
+
+fn count_of(report: &Value, path: &str) -> u64 {
+    rows_for(report, path.as_bytes())
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Polls the history until `path` has `n` failures (proves a flush happened).
+fn wait_for_count(db: &str, path: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = report(db);
+        let c = count_of(&r, path);
+        if c == n {
+            return;
+        }
+        assert!(c < n, "{path}: {c} > {n}: {r:#}");
+        assert!(
+            Instant::now() < deadline,
+            "{path} never reached {n} in the history (last {c}): {r:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn record_survives_kill_9_and_a_restart_and_counts_nothing_twice() {
+    let dir = TempDir::new("rec-kill");
+    let db = dir.join("history/observer.db");
+    let comm = unique_comm("obs-rec");
+    let p1 = missing("phase1.conf");
+    let p2 = missing("phase2.conf");
+    let shared = missing("shared.php");
+
+    let obs = record(&comm, &db, &[]);
+    failer(&["--comm", &comm, "--repeat", "3", &format!("openat:{p1}")]);
+    failer(&[
+        "--comm",
+        &comm,
+        "--repeat",
+        "2",
+        &format!("newfstatat:{shared}"),
+    ]);
+    // Wait for a flush that holds all of phase 1, and one more interval, then crash.
+    wait_for_count(&db, &p1, 3);
+    wait_for_count(&db, &shared, 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    obs.kill9();
+
+    let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o600, "the history is private");
+    assert_eq!(mode(&dir.join("history")), 0o700);
+
+    // A restart takes the lock the dead process held, and starts from fresh kernel maps.
+    let obs = record(&comm, &db, &[]);
+    failer(&["--comm", &comm, "--repeat", "4", &format!("openat:{p2}")]);
+    failer(&[
+        "--comm",
+        &comm,
+        "--repeat",
+        "5",
+        &format!("newfstatat:{shared}"),
+    ]);
+    // Directory opens on the way (O_PATH fds, closed at once) are not failures, and make the
+    // dirfd-relative failure absolute.
+    failer(&[
+        "--comm",
+        &comm,
+        "chase:/usr/share/nonexistent-observer-record/userdb",
+    ]);
+    let (_, err) = obs.stop_raw();
+    assert!(
+        err.iter().any(|l| l.contains("stopped; history is in")),
+        "{err:?}"
+    );
+
+    let r = report(&db);
+    assert_eq!(row(&r, p1.as_bytes(), "ENOENT")["count"], 3, "{r:#}");
+    assert_eq!(row(&r, p2.as_bytes(), "ENOENT")["count"], 4, "{r:#}");
+    let s = row(&r, shared.as_bytes(), "ENOENT");
+    assert_eq!(s["count"], 7, "2 before the crash + 5 after: {r:#}");
+    assert_eq!(s["syscalls"]["newfstatat"], 7);
+    assert_eq!(s["comms"][0], comm.as_str());
+    let chased = row(&r, b"/usr/share/nonexistent-observer-record", "ENOENT");
+    assert_eq!(chased["count"], 1, "{r:#}");
+    assert_eq!(chased["resolved"], true);
+    assert_eq!(r["totals"]["failures"], 15, "{r:#}");
+    assert_eq!(r["totals"]["distinct"], 4);
+    assert_eq!(r["totals"]["lost"], 0);
+    assert_eq!(
+        r["history"]["sessions"].as_array().unwrap().len(),
+        2,
+        "{r:#}"
+    );
+    assert_eq!(r["filter"]["comms"][0], comm.as_str());
+    // The ranked report's own fields are there, as in ad-hoc mode.
+    assert!(s["score"].is_number() && s["reasons"].is_array() && s["hints"].is_array());
+
+    // The table format, and the same window as a timeline.
+    let (code, out, err) = run_observer(&["report", "--db", &db, "--since", "1h"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("history "), "{out}");
+    assert!(out.contains(&p2) && out.contains("failures 15"), "{out}");
+    let (code, out, err) = run_observer(&["timeline", &shared, "--db", &db, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let t: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(t["path"], shared.as_str());
+    assert_eq!(t["errnos"][0]["errno"], "ENOENT");
+    assert_eq!(t["errnos"][0]["count"], 7, "{t:#}");
+    let minutes: u64 = t["errnos"][0]["minutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(minutes, 7);
+    let (code, out, _) = run_observer(&["timeline", &shared, "--db", &db]);
+    assert_eq!(code, 0);
+    assert!(out.contains("episode 1: started"), "{out}");
+    let (code, out, _) = run_observer(&["timeline", &missing("shared.phpp"), "--db", &db]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("no failures recorded") && out.contains(&shared),
+        "suggests the recorded look-alike: {out}"
+    );
+}
+
+#[test]
+fn a_second_recorder_on_the_same_database_refuses_in_one_line() {
+    let dir = TempDir::new("rec-lock");
+    let db = dir.join("observer.db");
+    let comm = unique_comm("obs-lock");
+    let obs = record(&comm, &db, &[]);
+    let (code, out, err) = run_observer(&[
+        "record",
+        "--comm",
+        &comm,
+        "--db",
+        &db,
+        "--config",
+        "/dev/null",
+    ]);
+    assert_ne!(code, 0);
+    assert!(out.is_empty(), "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("already recording") && lines[0].contains(&obs.pid().to_string()),
+        "{err}"
+    );
+    // Readers are welcome while it records.
+    let r = report(&db);
+    assert_eq!(r["totals"]["failures"], 0);
+    drop(obs);
+}
+
+#[test]
+fn bad_history_input_fails_in_one_clear_line() {
+    let dir = TempDir::new("rec-bad");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "comm = \"x\"\nflush-intervall = \"1s\"\n").unwrap();
+    let db = dir.join("h.db");
+    for (args, needles) in [
+        (
+            vec!["report", "--db", "/nonexistent-observer/h.db"],
+            vec!["no history at", "observer record"],
+        ),
+        (
+            vec!["record", "--config", "/nonexistent-observer/observer.toml"],
+            vec!["/nonexistent-observer/observer.toml"],
+        ),
+        (
+            vec!["record", "--config", &cfg],
+            vec!["line 2", "flush-intervall"],
+        ),
+        (
+            vec![
+                "record",
+                "--config",
+                "/dev/null",
+                "--flush-interval",
+                "2m",
+                "--db",
+                &db,
+            ],
+            vec!["at most 60s"],
+        ),
+        (
+            vec![
+                "record",
+                "--config",
+                "/dev/null",
+                "--db",
+                "/proc/observer/h.db",
+            ],
+            vec!["/proc/observer"],
+        ),
+        (
+            vec!["report", "--db", &db, "--since", "1h", "--until", "2h"],
+            vec!["after --until"],
+        ),
+    ] {
+        let (code, _, err) = run_observer(&args);
+        assert_ne!(code, 0, "{args:?} must fail");
+        assert!(!err.contains("panicked"), "{err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line expected: {err}");
+        for n in needles {
+            assert!(lines[0].contains(n), "{args:?}: {n:?} missing: {err}");
+        }
+    }
+    let (code, _, err) = run_observer(&["report", "--since", "yesterday-ish"]);
+    assert_eq!(code, 2, "a usage error: {err}");
+    assert!(err.contains("invalid time"), "{err}");
+}
+
+#[test]
+fn report_runs_unprivileged_on_a_readable_copy_and_explains_a_private_one() {
+    let dir = TempDir::new("rec-priv");
+    let db = dir.join("observer.db");
+    let comm = unique_comm("obs-priv");
+    let path = missing("private.conf");
+    let obs = record(&comm, &db, &[]);
+    failer(&["--comm", &comm, "--repeat", "2", &format!("openat:{path}")]);
+    obs.stop_raw();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(observer_bin())
+            .args(args)
+            .output()
+            .expect("setpriv");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The original is 0600 root: one clear line.
+    let (code, _, err) = nobody(&["report", "--db", &db]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("permission denied") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    // A world-readable copy in a directory nobody cannot write (no -shm can be created).
+    let copy = dir.join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, err) = nobody(&["report", "--db", &copy, "--since", "1h", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(row(&r, path.as_bytes(), "ENOENT")["count"], 2, "{r:#}");
+}
+
+/// A strict parser of the OpenMetrics text format (the subset observer emits: counters, gauges,
+/// info; no exemplars, no timestamps). Panics on anything malformed.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn parse_openmetrics(text: &str) -> Vec<Sample> {
+    let is_name = |s: &str, colon: bool| {
+        let mut c = s.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || (colon && f == ':'))
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || (colon && x == ':'))
+    };
+    assert!(text.ends_with("# EOF\n"), "must end with # EOF: {text}");
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut helps = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let lines: Vec<&str> = text.strip_suffix('\n').unwrap().split('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        if *line == "# EOF" {
+            assert_eq!(i, lines.len() - 1, "# EOF must be last");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let (kind, rest) = rest.split_once(' ').expect("descriptor");
+            let (name, arg) = rest.split_once(' ').expect("descriptor argument");
+            assert!(is_name(name, true), "bad family name {name:?}");
+            match kind {
+                "TYPE" => {
+                    assert!(
+                        [
+                            "counter",
+                            "gauge",
+                            "info",
+                            "stateset",
+                            "unknown",
+                            "histogram",
+                            "summary",
+                            "gaugehistogram"
+                        ]
+                        .contains(&arg),
+                        "type {arg}"
+                    );
+                    assert!(
+                        types.insert(name.into(), arg.into()).is_none(),
+                        "TYPE twice for {name}"
+                    );
+                }
+                "HELP" => assert!(helps.insert(name.to_string()), "HELP twice for {name}"),
+                "UNIT" => {}
+                _ => panic!("unknown descriptor {line:?}"),
+            }
+            continue;
+        }
+        assert!(!line.is_empty(), "empty line");
+        // name{labels} value
+        let (name, rest) = match line.find(['{', ' ']) {
+            Some(j) => (&line[..j], &line[j..]),
+            None => panic!("no value: {line:?}"),
+        };
+        assert!(is_name(name, true), "bad metric name in {line:?}");
+        let (labels, rest) = match rest.strip_prefix('{') {
+            Some(body) => parse_labels(body, line),
+            None => (BTreeMap::new(), rest),
+        };
+        let value = rest
+            .strip_prefix(' ')
+            .unwrap_or_else(|| panic!("one space before the value: {line:?}"));
+        assert!(
+            !value.contains(' '),
+            "observer emits no timestamps or exemplars: {line:?}"
+        );
+        let v: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        // Every sample belongs to a declared family, with the suffix its type requires.
+        let family = types
+            .iter()
+            .find(|(f, t)| match t.as_str() {
+                "counter" => name == format!("{f}_total") || name == format!("{f}_created"),
+                "info" => name == format!("{f}_info"),
+                _ => name == f.as_str(),
+            })
+            .unwrap_or_else(|| panic!("sample {name} has no TYPE: {text}"));
+        if family.1 == "counter" {
+            assert!(v >= 0.0, "negative counter {line:?}");
+        }
+        assert!(
+            seen.insert((name.to_string(), labels.clone())),
+            "duplicate series {line:?}"
+        );
+        out.push(Sample {
+            name: name.into(),
+            labels,
+            value: v,
+        });
+    }
+    out
+}
+
+/// `name="value",...}` -> the labels and what follows the `}`.
+fn parse_labels<'a>(b: &'a str, line: &str) -> (BTreeMap<String, String>, &'a str) {
+    let is_label = |s: &str| {
+        let mut c = s.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+    };
+    let mut labels = BTreeMap::new();
+    if let Some(rest) = b.strip_prefix('}') {
+        return (labels, rest);
+    }
+    let mut i = 0;
+    loop {
+        let eq = b[i..]
+            .find('=')
+            .unwrap_or_else(|| panic!("label without = in {line:?}"))
+            + i;
+        let name = &b[i..eq];
+        assert!(is_label(name), "bad label name {name:?} in {line:?}");
+        assert!(
+            b[eq + 1..].starts_with('"'),
+            "label value must be quoted: {line:?}"
+        );
+        let mut j = eq + 2;
+        let mut value = String::new();
+        loop {
+            let c = b[j..]
+                .chars()
+                .next()
+                .unwrap_or_else(|| panic!("unterminated value: {line:?}"));
+            j += c.len_utf8();
+            match c {
+                '\\' => {
+                    let e = b[j..].chars().next().expect("dangling escape");
+                    j += e.len_utf8();
+                    match e {
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        'n' => value.push('\n'),
+                        other => panic!("bad escape \\{other} in {line:?}"),
+                    }
+                }
+                '"' => break,
+                '\n' => panic!("raw newline in a label value"),
+                c => value.push(c),
+            }
+        }
+        assert!(
+            labels.insert(name.to_string(), value).is_none(),
+            "duplicate label in {line:?}"
+        );
+        match b[j..].chars().next() {
+            Some(',') => i = j + 1,
+            Some('}') => return (labels, &b[j + 1..]),
+            other => panic!("expected , or }} after a label, got {other:?} in {line:?}"),
+        }
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> (String, String, String) {
+    let mut c =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/openmetrics-text\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, head.to_string(), body.to_string())
+}
+
+fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
+    samples.iter().find(|s| {
+        s.name == name
+            && labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+    })
+}
+
+#[test]
+fn metrics_are_served_as_openmetrics_that_a_strict_parser_accepts() {
+    let dir = TempDir::new("rec-metrics");
+    let db = dir.join("observer.db");
+    let comm = unique_comm("obs-met");
+    let path = missing("metrics \"quoted\"\nname.conf");
+    let mut obs = record(
+        &comm,
+        &db,
+        &["--metrics", "127.0.0.1:0", "--metrics-top", "5"],
+    );
+    let line = obs.wait_stderr("metrics on http://", Duration::from_secs(5));
+    let addr = line
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("address")
+        .to_string();
+    failer(&["--comm", &comm, "--repeat", "4", &format!("openat:{path}")]);
+    failer(&[
+        "--comm",
+        &comm,
+        "--repeat",
+        "3",
+        &format!("access:{}", missing("m2")),
+    ]);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let samples = loop {
+        let (status, head, body) = http_get(&addr, "/metrics");
+        assert!(status.contains(" 200 "), "{status}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/openmetrics-text; version=1.0.0"),
+            "{head}"
+        );
+        let s = parse_openmetrics(&body);
+        let top = find(&s, "observer_path_failures", &[("errno", "ENOENT")]);
+        if top.is_some_and(|t| t.value == 4.0) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "path metrics never appeared: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let f = |sys: &str| {
+        find(
+            &samples,
+            "observer_failures_total",
+            &[
+                ("errno", "ENOENT"),
+                ("syscall", sys),
+                ("comm", comm.as_str()),
+            ],
+        )
+        .unwrap_or_else(|| panic!("no {sys} series: {samples:?}"))
+        .value
+    };
+    assert_eq!(f("openat"), 4.0);
+    assert_eq!(f("access"), 3.0);
+    // The path label is escaped like the table (a newline cannot forge a series).
+    let p = find(&samples, "observer_path_failures", &[("errno", "ENOENT")]).unwrap();
+    assert_eq!(p.labels["path"], path.replace('\n', "\\n"));
+    assert!(
+        samples
+            .iter()
+            .filter(|s| s.name == "observer_path_failures")
+            .count()
+            <= 5
+    );
+    assert_eq!(
+        find(&samples, "observer_lost_events_total", &[])
+            .unwrap()
+            .value,
+        0.0
+    );
+    assert_eq!(
+        find(&samples, "observer_db_write_errors_total", &[])
+            .unwrap()
+            .value,
+        0.0
+    );
+    assert!(
+        find(&samples, "observer_db_last_flush_timestamp_seconds", &[])
+            .unwrap()
+            .value
+            > 1e9
+    );
+    let info = find(&samples, "observer_build_info", &[]).expect("build info");
+    assert_eq!(info.value, 1.0);
+    assert!(!info.labels["version"].is_empty());
+    let (status, _, _) = http_get(&addr, "/nope");
+    assert!(status.contains(" 404 "), "{status}");
+    obs.stop_raw();
+}
+
+#[test]
+fn sighup_reloads_the_configuration_and_a_selector_change_restarts_the_capture() {
+    let dir = TempDir::new("rec-hup");
+    let db = dir.join("observer.db");
+    let cfg = dir.join("observer.toml");
+    let a = unique_comm("obs-hupa");
+    let b = unique_comm("obs-hupb");
+    let pa = missing("hup-a.conf");
+    let pb = missing("hup-b.conf");
+    let jsonl = dir.join("new.jsonl");
+    std::fs::write(
+        &cfg,
+        format!("comm = \"{a}\"\ndb = \"{db}\"\nflush-interval = \"1s\"\njsonl = \"{jsonl}\"\n"),
+    )
+    .unwrap();
+    let mut obs = Observer::start_with(&["record", "--config", &cfg], &[]);
+    failer(&["--comm", &a, "--repeat", "2", &format!("openat:{pa}")]);
+    wait_for_count(&db, &pa, 2);
+
+    std::fs::write(
+        &cfg,
+        format!("comm = \"{b}\"\ndb = \"{db}\"\nflush-interval = \"2s\"\njsonl = \"{jsonl}\"\n"),
+    )
+    .unwrap();
+    obs.signal(libc::SIGHUP);
+    let l = obs.wait_stderr("reloaded", Duration::from_secs(10));
+    assert!(
+        l.contains("selectors: comm") && l.contains("flush-interval: 1s -> 2s"),
+        "{l}"
+    );
+    failer(&["--comm", &a, "--repeat", "5", &format!("openat:{pa}")]);
+    failer(&["--comm", &b, "--repeat", "3", &format!("openat:{pb}")]);
+    // A bad file on reload keeps the running configuration.
+    std::fs::write(&cfg, "comm = [\n").unwrap();
+    obs.signal(libc::SIGHUP);
+    obs.wait_stderr("keeping the running configuration", Duration::from_secs(10));
+    obs.stop_raw();
+
+    let r = report(&db);
+    assert_eq!(
+        count_of(&r, &pa),
+        2,
+        "{a} is not watched after the reload: {r:#}"
+    );
+    assert_eq!(count_of(&r, &pb), 3, "{r:#}");
+    let lines = std::fs::read_to_string(&jsonl).unwrap();
+    let events: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        events.len(),
+        2,
+        "one line per new distinct failure: {lines}"
+    );
+    assert_eq!(events[0]["path"], pa.as_str());
+    assert_eq!(events[1]["path"], pb.as_str());
+    assert_eq!(
+        std::fs::metadata(&jsonl).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+/// Unmounts on drop.
+struct Tmpfs(String);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_capture_going_and_writing_resumes_when_space_returns() {
+    let dir = TempDir::new("rec-full");
+    let mnt = dir.join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", &mnt])
+        .status()
+        .expect("mount");
+    assert!(
+        st.success(),
+        "mounting a small tmpfs at {mnt} (root needed)"
+    );
+    let _guard = Tmpfs(mnt.clone());
+    let db = format!("{mnt}/observer.db");
+    let comm = unique_comm("obs-full");
+    let mut obs = record(&comm, &db, &[]);
+    // Fill the file system.
+    let filler = format!("{mnt}/filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    // Many distinct paths, so the database must grow.
+    let paths: Vec<String> = (0..300)
+        .map(|i| {
+            missing(&format!(
+                "full/a-rather-long-directory-name/to-need-new-pages-{i:04}.php"
+            ))
+        })
+        .collect();
+    let actions: Vec<String> = paths.iter().map(|p| format!("newfstatat:{p}")).collect();
+    let mut args = vec!["--comm", comm.as_str(), "--repeat", "2"];
+    args.extend(actions.iter().map(String::as_str));
+    failer(&args);
+    let l = obs.wait_stderr("cannot write the history", Duration::from_secs(20));
+    assert!(l.contains("capture goes on in memory"), "{l}");
+    // More failures while the disk is full: counted in memory.
+    failer(&[
+        "--comm",
+        &comm,
+        "--repeat",
+        "3",
+        &format!("openat:{}", missing("full/late.conf")),
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::remove_file(&filler).unwrap();
+    let l = obs.wait_stderr("again after", Duration::from_secs(20));
+    assert!(l.contains("nothing was lost"), "{l}");
+    obs.stop_raw();
+
+    let r = report(&db);
+    assert_eq!(r["totals"]["failures"], 603, "{}", r["totals"]);
+    assert_eq!(count_of(&r, &paths[0]), 2);
+    assert_eq!(count_of(&r, &missing("full/late.conf")), 3);
+    assert_eq!(r["history"]["dropped"], 0);
+}
+
+#[test]
+fn a_storm_is_counted_exactly_in_the_history() {
+    let dir = TempDir::new("rec-storm");
+    let db = dir.join("observer.db");
+    let comm = unique_comm("obs-storm");
+    let obs = record(&comm, &db, &[]);
+    let paths: Vec<String> = (0..50)
+        .map(|i| missing(&format!("storm/f{i}.php")))
+        .collect();
+    let actions: Vec<String> = paths.iter().map(|p| format!("newfstatat:{p}")).collect();
+    let mut args = vec![
+        "--comm",
+        comm.as_str(),
+        "--repeat",
+        "4000",
+        "--threads",
+        "2",
+    ];
+    args.extend(actions.iter().map(String::as_str));
+    failer(&args);
+    obs.stop_raw();
+    let r = report(&db);
+    assert_eq!(r["totals"]["lost"], 0, "{}", r["totals"]);
+    assert_eq!(r["totals"]["distinct"], 50);
+    // Every thread makes every call: 50 paths x 4000 x 2 threads.
+    assert_eq!(r["totals"]["failures"], 400_000, "{}", r["totals"]);
+    for p in &paths {
+        assert_eq!(count_of(&r, p), 8000, "{p}");
+    }
+}
+
+#[test]
+fn idle_keys_are_forgotten_and_counted_again_from_their_next_failure() {
+    let dir = TempDir::new("rec-evict");
+    let db = dir.join("observer.db");
+    let comm = unique_comm("obs-evict");
+    let path = missing("evict.conf");
+    let mut obs = record(
+        &comm,
+        &db,
+        &["--evict-after", "1s", "--metrics", "127.0.0.1:0"],
+    );
+    let line = obs.wait_stderr("metrics on http://", Duration::from_secs(5));
+    let addr = line
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("address")
+        .to_string();
+    let tracked = || {
+        let (_, _, body) = http_get(&addr, "/metrics");
+        let s = parse_openmetrics(&body);
+        find(&s, "observer_tracked_keys", &[]).map(|s| s.value)
+    };
+    let wait_tracked = |n: f64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tracked() != Some(n) {
+            assert!(Instant::now() < deadline, "tracked keys never became {n}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    failer(&["--comm", &comm, "--repeat", "3", &format!("openat:{path}")]);
+    wait_for_count(&db, &path, 3);
+    // Forgotten in the kernel and in observer once idle...
+    wait_tracked(0.0);
+    // ...and counted again from its next failure, nothing twice.
+    failer(&["--comm", &comm, "--repeat", "2", &format!("openat:{path}")]);
+    wait_for_count(&db, &path, 5);
+    obs.stop_raw();
+    assert_eq!(count_of(&report(&db), &path), 5);
+}
