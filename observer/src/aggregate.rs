@@ -75,6 +75,53 @@ pub struct KeyInfo {
     pub flags: u64,
 }
 
+/// Makes records' paths absolute and turns them into [`KeyInfo`]s: from the directory opens the
+/// kernel reports (`STATUS_DIRFD` records, which are not failures), else from /proc. Shared by
+/// the ad-hoc store and `record`.
+#[derive(Default)]
+pub struct Resolver {
+    /// Directories watched processes opened, by (tgid, fd), as absolute paths.
+    dirfds: HashMap<(u32, i32), Vec<u8>>,
+}
+
+impl Resolver {
+    /// The KeyInfo of a failure record; `None` for a directory open (remembered) or a record
+    /// this observer cannot read.
+    pub fn key_info(&mut self, s: &Sighting) -> Option<KeyInfo> {
+        let h = &s.hdr;
+        let syscall = Syscall::from_u32(h.key.syscall)?;
+        let dir = if h.key.dfd == AT_FDCWD {
+            None
+        } else {
+            self.dirfds.get(&(h.key.tgid, h.key.dfd)).map(Vec::as_slice)
+        };
+        let r = resolve_with(h.key.tgid, h.tid, h.key.dfd, &s.path, dir);
+        if h.status & STATUS_DIRFD != 0 {
+            if !r.unresolved {
+                if self.dirfds.len() >= DIRFDS_MAX {
+                    self.dirfds.clear();
+                }
+                self.dirfds.insert((h.key.tgid, h.aux as i32), r.path);
+            }
+            return None;
+        }
+        Some(KeyInfo {
+            path: r.path,
+            raw_path: s.path.clone(),
+            unresolved: r.unresolved,
+            truncated: h.status & STATUS_TRUNCATED != 0,
+            syscall,
+            errno: h.key.errno as i32,
+            tgid: h.key.tgid,
+            tid: h.tid,
+            uid: h.uid,
+            gid: h.gid,
+            comm: s.comm(),
+            flags: h.flags,
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Entry {
     info: KeyInfo,
@@ -113,8 +160,7 @@ pub struct Store {
     /// Failures that arrived one by one because the kernel aggregate was full.
     singles: HashMap<(Vec<u8>, i32, u32, u32), Entry>,
     rows_seen: HashSet<(Vec<u8>, i32)>,
-    /// Directories watched processes opened, by (tgid, fd), as absolute paths.
-    dirfds: HashMap<(u32, i32), Vec<u8>>,
+    resolver: Resolver,
     pub kernel: KernelStats,
     /// Records that did not decode (should stay 0).
     pub bad_records: u64,
@@ -140,34 +186,7 @@ impl Store {
 
     pub fn on_sighting(&mut self, s: &Sighting, clock: &Clock) -> Option<NewFailure> {
         let h = &s.hdr;
-        let syscall = Syscall::from_u32(h.key.syscall)?;
-        let dir = self.dirfds.get(&(h.key.tgid, h.key.dfd)).map(Vec::as_slice);
-        let dir = if h.key.dfd == AT_FDCWD { None } else { dir };
-        let r = resolve_with(h.key.tgid, h.tid, h.key.dfd, &s.path, dir);
-        if h.status & STATUS_DIRFD != 0 {
-            // A directory open, not a failure: remember where the fd points.
-            if !r.unresolved {
-                if self.dirfds.len() >= DIRFDS_MAX {
-                    self.dirfds.clear();
-                }
-                self.dirfds.insert((h.key.tgid, h.aux as i32), r.path);
-            }
-            return None;
-        }
-        let info = KeyInfo {
-            path: r.path,
-            raw_path: s.path.clone(),
-            unresolved: r.unresolved,
-            truncated: h.status & STATUS_TRUNCATED != 0,
-            syscall,
-            errno: h.key.errno as i32,
-            tgid: h.key.tgid,
-            tid: h.tid,
-            uid: h.uid,
-            gid: h.gid,
-            comm: s.comm(),
-            flags: h.flags,
-        };
+        let info = self.resolver.key_info(s)?;
         let row = (info.path.clone(), info.errno);
         if h.status & STATUS_UNAGGREGATED != 0 {
             let k = (info.path.clone(), info.errno, h.key.syscall, info.tgid);

@@ -58,7 +58,9 @@ pub struct Cli {
     #[arg(short, long, value_parser = parse_duration, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
-    /// Refresh period of the live view.
+    /// How often counts are read from the kernel and the live view is redrawn. Repeats of a
+    /// failure are counted in the kernel without reading a clock, so this is also the
+    /// resolution of "last seen".
     #[arg(short, long, value_parser = parse_duration, default_value = "1s", value_name = "DURATION")]
     pub interval: Duration,
 

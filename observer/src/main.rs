@@ -71,6 +71,10 @@ fn init_adhoc_logging(verbose: bool) {
         } else {
             log::LevelFilter::Warn
         })
+        // aya's own debug lines (every relocation of every program) drown what --verbose is
+        // for: observer's and the eBPF program's messages, and verifier logs in errors.
+        .filter_module("aya", log::LevelFilter::Info)
+        .filter_module("aya_obj", log::LevelFilter::Info)
         .format_timestamp(None)
         .format_target(false)
         .init();
@@ -86,6 +90,8 @@ fn init_service_logging(verbose: bool, default: log::LevelFilter) {
     // configuration says `verbose`) decides.
     env_logger::Builder::new()
         .filter_level(log::LevelFilter::Debug)
+        .filter_module("aya", log::LevelFilter::Info)
+        .filter_module("aya_obj", log::LevelFilter::Info)
         .format(move |buf, r| {
             let (prio, label) = match r.level() {
                 log::Level::Error => (3, "error: "),

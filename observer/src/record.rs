@@ -4,19 +4,18 @@
 //! and in memory, serves `/metrics`, streams new failures as JSON lines, reloads its
 //! configuration on SIGHUP, and writes everything before exiting on SIGTERM/SIGINT.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
 use aya::maps::{MapData, RingBuf};
-use observer_common::{AGG_ENTRIES, AT_FDCWD, STATUS_DIRFD, STATUS_TRUNCATED, Syscall};
+use observer_common::AGG_ENTRIES;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::aggregate::{Clock, KeyInfo, monotonic_ns};
+use crate::aggregate::{Clock, Resolver, monotonic_ns};
 use crate::capture::{Capture, Filter, KernelStats, Sighting};
 use crate::cli::RecordArgs;
 use crate::config::{self, JsonlTarget, Settings};
@@ -25,7 +24,6 @@ use crate::history::db::Writer;
 use crate::history::query::ms_of;
 use crate::metrics::{self, Snapshot};
 use crate::output;
-use crate::resolve::resolve_with;
 
 /// At most this many (key, minute) buckets wait in memory for the database.
 pub const PENDING_CAP: usize = 200_000;
@@ -109,54 +107,6 @@ impl Jsonl {
             Jsonl::Stdout => "standard output".into(),
             Jsonl::File(_, p) => p.display().to_string(),
         }
-    }
-}
-
-/// How many (process, fd) -> directory entries are remembered.
-const DIRFDS_MAX: usize = 16384;
-
-/// Makes records' paths absolute, as the ad-hoc store does: from the directory opens the kernel
-/// reports (`STATUS_DIRFD` records, which are not failures), else from /proc.
-#[derive(Default)]
-struct Resolver {
-    dirfds: HashMap<(u32, i32), Vec<u8>>,
-}
-
-impl Resolver {
-    /// The KeyInfo of a failure record; `None` for a directory open (remembered) or a record
-    /// this observer cannot read.
-    fn key_info(&mut self, s: &Sighting) -> Option<KeyInfo> {
-        let h = &s.hdr;
-        let syscall = Syscall::from_u32(h.key.syscall)?;
-        let dir = if h.key.dfd == AT_FDCWD {
-            None
-        } else {
-            self.dirfds.get(&(h.key.tgid, h.key.dfd)).map(Vec::as_slice)
-        };
-        let r = resolve_with(h.key.tgid, h.tid, h.key.dfd, &s.path, dir);
-        if h.status & STATUS_DIRFD != 0 {
-            if !r.unresolved {
-                if self.dirfds.len() >= DIRFDS_MAX {
-                    self.dirfds.clear();
-                }
-                self.dirfds.insert((h.key.tgid, h.aux as i32), r.path);
-            }
-            return None;
-        }
-        Some(KeyInfo {
-            path: r.path,
-            raw_path: s.path.clone(),
-            unresolved: r.unresolved,
-            truncated: h.status & STATUS_TRUNCATED != 0,
-            syscall,
-            errno: h.key.errno as i32,
-            tgid: h.key.tgid,
-            tid: h.tid,
-            uid: h.uid,
-            gid: h.gid,
-            comm: s.comm(),
-            flags: h.flags,
-        })
     }
 }
 
@@ -738,6 +688,7 @@ fn sd_notify_to(path: &std::ffi::OsStr, state: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use observer_common::{AT_FDCWD, STATUS_DIRFD, Syscall};
 
     fn sighting(path: &[u8], tgid: u32, dfd: i32, aux: u64, errno: u32, status: u32) -> Sighting {
         use observer_common::{AggKey, COMM_LEN, EventHeader};
