@@ -52,9 +52,15 @@ impl Observer {
     }
 
     pub fn start_with(args: &[&str], extra: &[&str]) -> Observer {
+        Self::start_env(args, extra, &[])
+    }
+
+    /// As `start_with`, with extra environment variables.
+    pub fn start_env(args: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Observer {
         let mut child = Command::new(observer_bin())
             .args(args)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

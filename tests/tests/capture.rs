@@ -366,6 +366,48 @@ fn cgroup_selects_exactly_its_processes() {
     row(&report, inside.as_bytes(), "ENOENT");
 }
 
+/// Kernels without BTF get the plain raw-tracepoint programs (registers read with
+/// bpf_probe_read_kernel): forced here, they must report the same as the BTF pair.
+#[test]
+fn the_no_btf_fallback_reports_the_same() {
+    let comm = unique_comm("obs-raw");
+    let obs = Observer::start_env(
+        &["--comm", &comm],
+        &["--format", "json"],
+        &[("OBSERVER_RAW_TRACEPOINTS", "1")],
+    );
+    failer(&[
+        "--comm",
+        &comm,
+        "--repeat",
+        "3",
+        &format!("openat:{}", missing("raw-open")),
+        &format!("statx:{}", missing("raw-statx")),
+        "execveat@/usr:raw-execveat",
+        "openat:/etc/hostname",
+    ]);
+    let report = obs.stop();
+    assert_eq!(
+        count(
+            row(&report, missing("raw-open").as_bytes(), "ENOENT"),
+            "openat"
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            row(&report, missing("raw-statx").as_bytes(), "ENOENT"),
+            "statx"
+        ),
+        3
+    );
+    assert_eq!(
+        count(row(&report, b"/usr/raw-execveat", "ENOENT"), "execveat"),
+        3
+    );
+    assert_eq!(report["paths"].as_array().unwrap().len(), 3, "{report:#}");
+}
+
 /// 4 threads, 1,200,000 failing calls over 6 paths: every count exact, or the shortfall is in
 /// `lost`.
 #[test]
