@@ -400,7 +400,11 @@ fn test(args: Vec<OsString>) -> Result<()> {
             "the integration tests load BPF programs and need root: run `sudo -E cargo xtask test`"
         );
     }
-    eprintln!("xtask: integration tests (real kernel, real BPF), one at a time");
+    eprintln!(
+        "xtask: build, checks and unit tests took {:.0?}; integration tests (real kernel, real \
+         BPF), one at a time",
+        t0.elapsed()
+    );
     status(
         c().args([
             "test",
@@ -412,6 +416,6 @@ fn test(args: Vec<OsString>) -> Result<()> {
         .args(&args)
         .env("OBSERVER_BIN", root.join("target/release/observer")),
     )?;
-    eprintln!("xtask: all checks passed in {:.0?}", t0.elapsed());
+    // Nothing after cargo's test summary: it is the run's last word.
     Ok(())
 }
