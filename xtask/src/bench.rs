@@ -148,33 +148,42 @@ pub fn run(observer: &Path, a: &BenchArgs) -> Result<()> {
     }
     let failer = failer()?;
     let (calls, rounds) = (a.calls, a.rounds);
-    eprintln!("bench: {rounds} rounds of {calls} failing openat calls per configuration; medians");
+    eprintln!(
+        "bench: {rounds} rounds of {calls} calls per configuration; medians of per-round differences"
+    );
 
-    // This machine's speed drifts (shared host): untraced rounds are taken before and after the
-    // traced ones, and watched/unwatched rounds alternate within one observer session, so every
-    // figure is compared with neighbours measured at the same time.
-    let half = rounds.div_ceil(2);
+    // This machine's speed drifts (shared host): each round measures untraced, then starts
+    // observer (it loads in a fraction of a second) and measures watched, unwatched and unhooked
+    // calls, then stops it. Costs are medians of the per-round differences, so each comparison
+    // is between measurements seconds apart.
     let mut untraced = Vec::new();
     let mut other_base = Vec::new();
-    for _ in 0..half {
-        untraced.push(measure(&[], &failer, WATCHED, calls, 1)?);
-        other_base.push(measure_op(&[], &failer, UNWATCHED, "close", calls, 1)?);
-    }
-    let mut obs = spawn_ready(
-        Command::new(observer).args(["--comm", WATCHED, "--format", "json"]),
-        ": watching ",
-        false,
-    )?;
-    let (mut watched, mut unwatched, mut other) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut d_watched, mut d_unwatched, mut d_other) = (Vec::new(), Vec::new(), Vec::new());
+    // Fastest rounds: noise only ever adds time, so minima are the steadiest estimate here.
+    let (mut f_watched, mut f_unwatched, mut f_other) = (f64::MAX, f64::MAX, f64::MAX);
+    let (mut fu, mut fc) = (f64::MAX, f64::MAX);
     for _ in 0..rounds {
-        watched.push(measure(&[], &failer, WATCHED, calls, 1)?);
-        unwatched.push(measure(&[], &failer, UNWATCHED, calls, 1)?);
-        other.push(measure_op(&[], &failer, UNWATCHED, "close", calls, 1)?);
-    }
-    interrupt(&mut obs);
-    for _ in 0..half {
-        untraced.push(measure(&[], &failer, WATCHED, calls, 1)?);
-        other_base.push(measure_op(&[], &failer, UNWATCHED, "close", calls, 1)?);
+        let u = measure(&[], &failer, WATCHED, calls, 1)?;
+        let uc = measure_op(&[], &failer, UNWATCHED, "close", calls, 1)?;
+        let mut obs = spawn_ready(
+            Command::new(observer).args(["--comm", WATCHED, "--format", "json"]),
+            ": watching ",
+            false,
+        )?;
+        let w = measure(&[], &failer, WATCHED, calls, 1)?;
+        let uw = measure(&[], &failer, UNWATCHED, calls, 1)?;
+        let oc = measure_op(&[], &failer, UNWATCHED, "close", calls, 1)?;
+        interrupt(&mut obs);
+        untraced.push(u);
+        other_base.push(uc);
+        fu = fu.min(u);
+        fc = fc.min(uc);
+        f_watched = f_watched.min(w);
+        f_unwatched = f_unwatched.min(uw);
+        f_other = f_other.min(oc);
+        d_watched.push(w - u);
+        d_unwatched.push(uw - u);
+        d_other.push(oc - uc);
     }
     let spread = |v: &[f64]| {
         let mut v = v.to_vec();
@@ -182,9 +191,11 @@ pub fn run(observer: &Path, a: &BenchArgs) -> Result<()> {
         (v[0], v[v.len() - 1])
     };
     let (base, base_spread) = (median(untraced.clone()), spread(&untraced));
-    let watched = median(watched);
-    let unwatched = median(unwatched);
-    let (other_base, other) = (median(other_base), median(other));
+    let watched = base + median(d_watched.clone());
+    let unwatched = base + median(d_unwatched.clone());
+    let other_base = median(other_base);
+    let other = other_base + median(d_other.clone());
+    let (sw, su) = (spread(&d_watched), spread(&d_unwatched));
 
     let bpftrace = if which("bpftrace") {
         let script = format!(
@@ -224,16 +235,20 @@ pub fn run(observer: &Path, a: &BenchArgs) -> Result<()> {
     };
 
     println!();
-    println!("cost of one failing openat (median ns/call over {rounds} rounds)");
+    println!(
+        "cost of one failing openat (ns/call; observer rows: untraced + median per-round difference, {rounds} rounds)"
+    );
     println!(
         "  {:<44} {:>9.1} ns  (rounds ranged {:.0}-{:.0} ns)",
         "untraced", base, base_spread.0, base_spread.1
     );
     println!(
-        "  {:<44} {:>9.1} ns  (+{:.1} ns)",
+        "  {:<44} {:>9.1} ns  (+{:.1} ns; rounds +{:.0} to +{:.0})",
         "watched by observer",
         watched,
-        watched - base
+        watched - base,
+        sw.0,
+        sw.1
     );
     match bpftrace {
         Some(v) => println!(
@@ -258,10 +273,19 @@ pub fn run(observer: &Path, a: &BenchArgs) -> Result<()> {
         None => println!("  {:<44} {:>12}", "strace", "not installed"),
     }
     println!(
-        "  {:<44} {:>9.1} ns  (+{:.1} ns)",
+        "  {:<44} {:>9.1} ns  (+{:.1} ns; rounds +{:.0} to +{:.0})",
         "unwatched process, observer running",
         unwatched,
-        unwatched - base
+        unwatched - base,
+        su.0,
+        su.1
+    );
+    println!(
+        "  fastest rounds: untraced {fu:.1}, watched {f_watched:.1} (+{:.1}), unwatched \
+         {f_unwatched:.1} (+{:.1}); close(-1) {fc:.1} -> {f_other:.1} (+{:.1}) ns",
+        f_watched - fu,
+        f_unwatched - fu,
+        f_other - fc
     );
     println!();
     println!("cost of any syscall observer does not hook (close(-1), median ns/call)");
