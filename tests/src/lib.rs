@@ -308,3 +308,12 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `observer report --since 1h --format json` of the history in `db`.
+pub fn history_report(db: &str) -> Value {
+    let (code, out, err) =
+        run_observer(&["report", "--since", "1h", "--format", "json", "--db", db]);
+    assert_eq!(code, 0, "observer report failed: {err}");
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("observer report printed invalid JSON ({e}): {out}"))
+}

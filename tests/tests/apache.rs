@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use observer_tests::{Observer, TempDir, count, path_of, run_observer};
+use observer_tests::{Observer, TempDir, count, history_report, path_of, run_observer};
 use serde_json::Value;
 
 /// The fixtures: configuration templates and the PHP application.
@@ -1516,15 +1516,6 @@ fn stop_record(mut rec: Observer) {
         info.si_code,
         rec.stderr
     );
-}
-
-/// `observer report --since 1h --format json` of the history in `db`.
-fn history_report(db: &str) -> Value {
-    let (code, out, err) =
-        run_observer(&["report", "--since", "1h", "--format", "json", "--db", db]);
-    assert_eq!(code, 0, "observer report failed: {err}");
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("observer report printed invalid JSON ({e}): {out}"))
 }
 
 /// The history once `path` has failed and its count stopped growing: two reads more than a

@@ -35,14 +35,7 @@ fn record(comm: &str, db: &str, extra: &[&str]) -> Observer {
     Observer::start_with(&args, &[])
 }
 
-/// `observer report --format json` of the last hour.
-fn report(db: &str) -> Value {
-    let (code, out, err) =
-        run_observer(&["report", "--since", "1h", "--format", "json", "--db", db]);
-    assert_eq!(code, 0, "report failed: {err}");
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("report printed invalid JSON ({e}): {out}"))
-}
+use observer_tests::history_report as report;
 
 fn count_of(report: &Value, path: &str) -> u64 {
     rows_for(report, path.as_bytes())
