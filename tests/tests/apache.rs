@@ -693,29 +693,17 @@ impl Drop for Apache {
 /// Live processes of process group `pgid` (an instance's parent leads its own group, and its
 /// workers stay in it).
 fn group_members(pgid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid pgrp ...".
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 3 && f[0] != "Z" && f[2].parse() == Ok(pgid) {
-            out.push(pid);
-        }
-    }
-    out.sort();
-    out
+    live_procs_where(2, pgid)
 }
 
 /// Processes whose parent is `ppid`.
 fn children_of(ppid: u32) -> Vec<u32> {
+    live_procs_where(1, ppid)
+}
+
+/// Live (not zombie) processes whose `/proc/PID/stat` field `field` (counted from the state,
+/// after the comm: 0 state, 1 ppid, 2 pgrp) equals `value`, sorted.
+fn live_procs_where(field: usize, value: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -724,12 +712,12 @@ fn children_of(ppid: u32) -> Vec<u32> {
         let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
         let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
             continue;
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[0] != "Z" && f[1].parse() == Ok(ppid) {
+        if f.len() > field && f[0] != "Z" && f[field].parse() == Ok(value) {
             out.push(pid);
         }
     }
