@@ -233,15 +233,6 @@ impl Store {
         }
     }
 
-    /// Keys idle since before `mono_ns` (history mode evicts them from the kernel map).
-    pub fn idle_keys(&self, before_mono_ns: u64) -> Vec<AggKey> {
-        self.keys
-            .iter()
-            .filter(|(_, e)| e.last_ns < before_mono_ns)
-            .map(|(k, _)| *k)
-            .collect()
-    }
-
     /// The deduplicated rows: every key grouped by (path, errno).
     pub fn failures(&self, clock: &Clock) -> Vec<Failure> {
         let mut rows: BTreeMap<(Vec<u8>, i32), Failure> = BTreeMap::new();
