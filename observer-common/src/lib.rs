@@ -240,7 +240,9 @@ pub struct Config {
     pub ncomms: u32,
     /// observer's own tgid: never watched, so `--all` cannot feed back on itself.
     pub self_tgid: u32,
-    pub _pad: u32,
+    /// Offset of `comm` in the kernel's `struct task_struct` (from its BTF), so the BTF-typed
+    /// programs read the name with two loads instead of a helper call; 0 when unknown.
+    pub task_comm_off: u32,
     pub errno_mask: [u64; ERRNO_MASK_WORDS],
     /// Syscall number -> `Syscall as u8`, or `NOT_HOOKED`: the dispatch table of the raw
     /// syscall tracepoints (x86_64 numbers, `Syscall::nr`).
@@ -271,7 +273,7 @@ impl Config {
         flags: FILTER_COMM,
         ncomms: 0,
         self_tgid: 0,
-        _pad: 0,
+        task_comm_off: 0,
         errno_mask: [0; ERRNO_MASK_WORDS],
         sys_kind: [NOT_HOOKED; SYSCALL_TABLE_LEN],
         comms: [[0; 2]; MAX_COMMS],
@@ -305,7 +307,6 @@ pub const CONFIG_GLOBAL: &str = "OBSERVER_CONFIG";
 
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_AGG: &str = "AGG";
-pub const MAP_INFLIGHT: &str = "INFLIGHT";
 pub const MAP_PIDS: &str = "PIDS";
 pub const MAP_CGROUPS: &str = "CGROUPS";
 pub const MAP_STATS: &str = "STATS";
@@ -315,9 +316,6 @@ pub const MAP_STATS: &str = "STATS";
 pub const EVENTS_BYTES: u32 = 8 << 20;
 /// Distinct (path, tgid, errno, syscall, dirfd) keys aggregated in the kernel.
 pub const AGG_ENTRIES: u32 = 65536;
-/// Calls between sys_enter and sys_exit, one per thread at most; a dying thread's entry is
-/// dropped at sched_process_exit.
-pub const INFLIGHT_ENTRIES: u32 = 16384;
 /// `--pid` targets and their descendants.
 pub const PIDS_ENTRIES: u32 = 16384;
 /// `--cgroup` targets (each directory and its descendants at start).
@@ -369,17 +367,19 @@ pub struct AggVal {
 }
 const _: () = assert!(core::mem::size_of::<AggVal>() == 16);
 
-/// A call between sys_enter and sys_exit, keyed by pid_tgid.
+/// A hooked call as the exit program reads it from the saved user registers: the syscall's
+/// arguments are still there at sys_exit (x86_64 keeps them in `pt_regs`, and only `ax` takes
+/// the return value), so nothing has to be stashed at sys_enter.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct Inflight {
+pub struct Call {
     pub path_ptr: u64,
     pub flags: u64,
     pub aux: u64,
     pub dfd: i32,
     pub syscall: u32,
 }
-const _: () = assert!(core::mem::size_of::<Inflight>() == 32);
+const _: () = assert!(core::mem::size_of::<Call>() == 32);
 
 /// Record status bits.
 /// The path was longer than `PATH_MAX - 1` bytes and is cut.
@@ -434,7 +434,6 @@ mod user {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for AggKey {}
     unsafe impl aya::Pod for AggVal {}
-    unsafe impl aya::Pod for Inflight {}
     unsafe impl aya::Pod for EventHeader {}
 }
 

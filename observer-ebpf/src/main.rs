@@ -1,8 +1,12 @@
 //! observer's kernel side: syscall tracepoints that record failing path lookups.
 //!
-//! The shape follows libbpf-tools' opensnoop: at `sys_enter_*` filter (comm, pid, cgroup) and
-//! stash the path pointer and flags per thread; at `sys_exit_*` skip successes, read the path
-//! (reading at enter gives empty names for not-yet-faulted pages, bcc #4292), and count it.
+//! One program, on the raw `sys_exit` tracepoint. libbpf-tools' opensnoop needs an enter/exit
+//! pair because a per-syscall exit record holds only the return value; the raw tracepoint hands
+//! over the task's saved user registers, where the arguments still are at exit. So a failure is
+//! filtered (syscall, comm/pid/cgroup, errno), its arguments and path read (reading the path at
+//! exit also avoids the empty names of not-yet-faulted pages that enter-time reads give, bcc
+//! #4292) and counted in one run, with no per-thread state kept between enter and exit: nothing
+//! to leak, and every other syscall pays for one dispatch, not two.
 //!
 //! Counting happens here, in `AGG`, keyed by (path hash, tgid, errno, syscall, dirfd): a storm of
 //! one failing call costs a map update, and only the first sighting of a key crosses the ring
@@ -19,7 +23,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
-        bpf_probe_read_user_str_bytes,
+        bpf_probe_read_user_str_bytes, generated::bpf_get_current_task_btf,
     },
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{HashMap, PerCpuArray, RingBuf},
@@ -28,11 +32,11 @@ use aya_ebpf::{
 use aya_log_ebpf::{debug, warn};
 use observer_common::{
     AGG_ENTRIES, AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, AggKey, AggVal, CGROUPS_ENTRIES,
-    COMM_LEN, CONFIG_VERBOSE, Config, EVENT_HEADER_LEN, EVENTS_BYTES, EXIT_GROUP_DEAD_OFFSET,
+    COMM_LEN, CONFIG_VERBOSE, Call, Config, EVENT_HEADER_LEN, EVENTS_BYTES, EXIT_GROUP_DEAD_OFFSET,
     EXIT_PID_OFFSET, EventBuf, FILTER_ALL, FILTER_CGROUP, FILTER_COMM, FILTER_PID,
-    FORK_CHILD_PID_OFFSET, HASH_SEED, INFLIGHT_ENTRIES, Inflight, MAX_COMMS, O_DIRECTORY, O_PATH,
-    PATH_MAX, PID_INHERITED, PIDS_ENTRIES, STAT_COUNT, STATUS_DIRFD, STATUS_PATH_FAULT,
-    STATUS_TRUNCATED, STATUS_UNAGGREGATED, Stat, Syscall, hash_finish, hash_step,
+    FORK_CHILD_PID_OFFSET, HASH_SEED, MAX_COMMS, O_DIRECTORY, O_PATH, PATH_MAX, PID_INHERITED,
+    PIDS_ENTRIES, STAT_COUNT, STATUS_DIRFD, STATUS_PATH_FAULT, STATUS_TRUNCATED,
+    STATUS_UNAGGREGATED, Stat, Syscall, hash_finish, hash_step,
 };
 
 /// Set by userspace at load (`EbpfLoader::override_global`). It lives in `.rodata`, which the
@@ -46,12 +50,6 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[map]
 static AGG: HashMap<AggKey, AggVal> = HashMap::with_max_entries(AGG_ENTRIES, 0);
 #[map]
-/// The call each watched thread is in, between enter and exit: one entry per live watched thread,
-/// overwritten in place at each enter and marked consumed at exit. A plain preallocated hash, not
-/// an LRU: an LRU update measured ~190 ns more per call here. It cannot leak: `observer_exit`
-/// drops a thread's entry when the thread exits.
-static INFLIGHT: HashMap<u64, Inflight> = HashMap::with_max_entries(INFLIGHT_ENTRIES, 0);
-#[map]
 static PIDS: HashMap<u32, u32> = HashMap::with_max_entries(PIDS_ENTRIES, 0);
 #[map]
 static CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(CGROUPS_ENTRIES, 0);
@@ -63,8 +61,8 @@ static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
 const EEXIST: i32 = 17;
 /// `-ENOSYS`: the syscall does not exist on this kernel.
 const ENOSYS: u32 = 38;
-/// `Inflight::syscall` of an entry whose call has exited.
-const CONSUMED: u32 = u32::MAX;
+/// The first of the kernel-internal restart codes (include/linux/errno.h).
+const ERESTARTSYS: u32 = 512;
 /// `creat()` is `open(O_CREAT|O_WRONLY|O_TRUNC)`.
 const CREAT_FLAGS: u64 = 0o1101;
 
@@ -75,8 +73,26 @@ fn cfg_flags() -> u32 {
     unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.flags) }
 }
 
+/// The current task's comm as two words. The BTF-typed programs load it straight from
+/// `task_struct` (userspace found the field's offset in the kernel's BTF; the value is a frozen
+/// constant, so the verifier checks both loads against that BTF): two loads where
+/// bpf_get_current_comm costs a helper call and a string copy.
 #[inline(always)]
-fn comm_matches() -> bool {
+fn current_comm<const BTF: bool>() -> Option<[u64; 2]> {
+    // SAFETY: read of our own static, volatile as in cfg_flags.
+    let off = unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.task_comm_off) };
+    if BTF && off != 0 {
+        // SAFETY: the helper returns the running task (never NULL); `off` is the offset of its
+        // 16-byte `comm` array, so both 8-byte loads stay inside it.
+        unsafe {
+            let task = bpf_get_current_task_btf().cast::<u8>();
+            let at = task.add(off as usize);
+            return Some([
+                core::ptr::read(at.cast::<u64>()),
+                core::ptr::read(at.add(8).cast::<u64>()),
+            ]);
+        }
+    }
     // Aligned words, filled by the raw helper (aya's wrapper memsets and copies a byte array).
     let mut comm = [0u64; 2];
     // SAFETY: the helper writes at most 16 bytes, NUL-padded, into our 16-byte buffer.
@@ -86,9 +102,14 @@ fn comm_matches() -> bool {
             COMM_LEN as u32,
         )
     };
-    if r != 0 {
+    (r == 0).then_some(comm)
+}
+
+#[inline(always)]
+fn comm_matches<const BTF: bool>() -> bool {
+    let Some(comm) = current_comm::<BTF>() else {
         return false;
-    }
+    };
     // SAFETY: reads of our own static, volatile as above.
     let n = unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.ncomms) } as usize;
     let mut i = 0;
@@ -106,35 +127,36 @@ fn comm_matches() -> bool {
     false
 }
 
-/// Is the current task one observer watches? Kinds of selector combine with AND, names within a
-/// kind with OR.
+/// Is the current task one observer watches? Its pid_tgid when it is. Kinds of selector combine
+/// with AND, names within a kind with OR.
 #[inline(always)]
-fn watched(pid_tgid: u64) -> bool {
+fn watched<const BTF: bool>() -> Option<u64> {
     let flags = cfg_flags();
-    // The comm test first: it rejects most unwatched calls by itself.
-    if flags & FILTER_COMM != 0 && !comm_matches() {
-        return false;
+    // The comm test first: it rejects most unwatched calls by itself, with two loads.
+    if flags & FILTER_COMM != 0 && !comm_matches::<BTF>() {
+        return None;
     }
+    let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: read of our own static.
     if tgid == unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.self_tgid) } {
-        return false;
+        return None;
     }
     if flags & FILTER_ALL != 0 {
-        return true;
+        return Some(pid_tgid);
     }
     // SAFETY: the value is not kept past the lookup.
     if flags & FILTER_PID != 0 && unsafe { PIDS.get(tgid) }.is_none() {
-        return false;
+        return None;
     }
     if flags & FILTER_CGROUP != 0 {
         // SAFETY: as above.
         let cg = unsafe { bpf_get_current_cgroup_id() };
         if unsafe { CGROUPS.get(cg) }.is_none() {
-            return false;
+            return None;
         }
     }
-    flags & (FILTER_COMM | FILTER_PID | FILTER_CGROUP) != 0
+    (flags & (FILTER_COMM | FILTER_PID | FILTER_CGROUP) != 0).then_some(pid_tgid)
 }
 
 /// Reads a tracepoint field straight from the context: tracepoint programs may load from their
@@ -157,8 +179,9 @@ fn arg(a: &[u64; 6], off: Option<(&'static str, usize)>) -> u64 {
     }
 }
 
+/// What call `sys` with argument registers `a` is: its path pointer, dirfd, flags and aux.
 #[inline(always)]
-fn on_enter(sys: Syscall, a: &[u64; 6], pid_tgid: u64) {
+fn call_of(sys: Syscall, a: &[u64; 6]) -> Call {
     let l = sys.layout();
     let dfd = match l.dfd {
         Some(_) => arg(a, l.dfd) as i32,
@@ -169,21 +192,12 @@ fn on_enter(sys: Syscall, a: &[u64; 6], pid_tgid: u64) {
         Syscall::Newlstat => AT_SYMLINK_NOFOLLOW,
         _ => arg(a, l.flags),
     };
-    let inflight = Inflight {
+    Call {
         path_ptr: arg(a, Some(l.path)),
         flags,
         aux: arg(a, l.aux),
         dfd,
         syscall: sys as u32,
-    };
-    match INFLIGHT.get_ptr_mut(pid_tgid) {
-        // The thread's entry from its previous call: overwrite it in place, which costs a lookup
-        // where an update would allocate and swap an element.
-        // SAFETY: only this thread touches its own entry while it runs a syscall.
-        Some(p) => unsafe { *p = inflight },
-        None => {
-            let _ = INFLIGHT.insert(pid_tgid, inflight, 0);
-        }
     }
 }
 
@@ -196,46 +210,42 @@ fn stat_add(stat: Stat, n: u64) {
 }
 
 #[inline(always)]
-fn on_exit<C: EbpfContext>(ctx: &C, kind: u32, ret: i64) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(p) = INFLIGHT.get_ptr_mut(pid_tgid) else {
-        return;
-    };
-    // SAFETY: the thread's own entry (see on_enter); copied, then marked consumed with a store
-    // rather than deleted: the entry stays for the thread's next call, and is dropped when the
-    // thread exits (observer_exit).
-    let mut inflight = unsafe {
-        let v = *p;
-        (*p).syscall = CONSUMED;
-        v
-    };
-    if inflight.syscall != kind {
-        return;
-    }
-    let is_open = kind == Syscall::Open as u32
+fn is_open(kind: u32) -> bool {
+    kind == Syscall::Open as u32
         || kind == Syscall::Openat as u32
-        || kind == Syscall::Openat2 as u32;
-    if kind == Syscall::Openat2 as u32 {
+        || kind == Syscall::Openat2 as u32
+}
+
+/// Does a call of `kind` that returned `ret` concern us, whoever made it? Failures do (unless
+/// `--errno` leaves their errno out); successes only when they may be directory opens, which
+/// later dirfd-relative failures need.
+#[inline(always)]
+fn ret_wanted(kind: u32, ret: i64) -> bool {
+    if ret >= 0 {
+        return is_open(kind);
+    }
+    let errno = (-ret) as u32;
+    // -ENOSYS: the syscall does not exist on this kernel (glibc falls back), not a missing file.
+    // 512 and up (ERESTARTSYS...) are kernel-internal: the call is restarted after a signal, or
+    // the process sees EINTR; neither is a file that failed.
+    errno != ENOSYS && errno < ERESTARTSYS && errno_wanted(&OBSERVER_CONFIG, errno)
+}
+
+/// A watched task's hooked call has returned `ret` (already passed by `ret_wanted`).
+#[inline(always)]
+fn on_exit<C: EbpfContext>(ctx: &C, mut call: Call, pid_tgid: u64, ret: i64) {
+    if call.syscall == Syscall::Openat2 as u32 {
         // openat2's flags live in the caller's `struct open_how` (first field).
         // SAFETY: the helper validates the user pointer.
-        inflight.flags = unsafe { bpf_probe_read_user(inflight.aux as *const u64) }.unwrap_or(0);
+        call.flags = unsafe { bpf_probe_read_user(call.aux as *const u64) }.unwrap_or(0);
     }
     if ret >= 0 {
-        if is_open && inflight.flags & (O_DIRECTORY | O_PATH) != 0 {
-            record_dirfd(&inflight, pid_tgid, ret);
+        if call.flags & (O_DIRECTORY | O_PATH) != 0 {
+            record_dirfd(&call, pid_tgid, ret);
         }
         return;
     }
-    let errno = (-ret) as u32;
-    if errno == ENOSYS {
-        // The syscall does not exist on this kernel (glibc falls back): not a missing file.
-        return;
-    }
-    let cfg = &OBSERVER_CONFIG;
-    if !errno_wanted(cfg, errno) {
-        return;
-    }
-    record(ctx, &inflight, pid_tgid, errno);
+    record(ctx, &call, pid_tgid, (-ret) as u32);
 }
 
 #[inline(always)]
@@ -262,7 +272,7 @@ fn errno_wanted(cfg: &Config, errno: u32) -> bool {
 /// A successful directory open: its fd and path go to userspace, which resolves later
 /// dirfd-relative failures with them (the fd may be closed by the time they arrive).
 #[inline(always)]
-fn record_dirfd(inf: &Inflight, pid_tgid: u64, fd: i64) {
+fn record_dirfd(inf: &Call, pid_tgid: u64, fd: i64) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -282,7 +292,7 @@ fn record_dirfd(inf: &Inflight, pid_tgid: u64, fd: i64) {
         syscall: inf.syscall,
         dfd: inf.dfd,
     };
-    let at = Inflight {
+    let at = Call {
         aux: fd as u64,
         ..*inf
     };
@@ -294,7 +304,7 @@ fn record_dirfd(inf: &Inflight, pid_tgid: u64, fd: i64) {
 }
 
 #[inline(always)]
-fn record<C: EbpfContext>(ctx: &C, inf: &Inflight, pid_tgid: u64, errno: u32) {
+fn record<C: EbpfContext>(ctx: &C, inf: &Call, pid_tgid: u64, errno: u32) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -464,7 +474,7 @@ unsafe fn atomic_add(ptr: *mut u64, n: u64) {
 fn emit(
     buf: &mut EventBuf,
     key: &AggKey,
-    inf: &Inflight,
+    inf: &Call,
     pid_tgid: u64,
     now: u64,
     len: usize,
@@ -536,51 +546,70 @@ fn hooked(id: u64) -> Option<u32> {
     (k != observer_common::NOT_HOOKED).then_some(k as u32)
 }
 
+/// The call a hooked syscall of `kind` made, from its argument registers.
 #[inline(always)]
-fn enter_kind(kind: u32, a: &[u64; 6], pid_tgid: u64) {
-    match kind {
-        0 => on_enter(Syscall::Open, a, pid_tgid),
-        1 => on_enter(Syscall::Openat, a, pid_tgid),
-        2 => on_enter(Syscall::Openat2, a, pid_tgid),
-        3 => on_enter(Syscall::Creat, a, pid_tgid),
-        4 => on_enter(Syscall::Newstat, a, pid_tgid),
-        5 => on_enter(Syscall::Newlstat, a, pid_tgid),
-        6 => on_enter(Syscall::Newfstatat, a, pid_tgid),
-        7 => on_enter(Syscall::Statx, a, pid_tgid),
-        8 => on_enter(Syscall::Access, a, pid_tgid),
-        9 => on_enter(Syscall::Faccessat, a, pid_tgid),
-        10 => on_enter(Syscall::Faccessat2, a, pid_tgid),
-        11 => on_enter(Syscall::Execve, a, pid_tgid),
-        12 => on_enter(Syscall::Execveat, a, pid_tgid),
-        _ => {}
-    }
+fn call_of_kind(kind: u32, a: &[u64; 6]) -> Option<Call> {
+    // One arm per syscall, each with its layout constant: with a runtime layout the register
+    // index would be variable, which the verifier refuses on a stack array.
+    Some(match kind {
+        0 => call_of(Syscall::Open, a),
+        1 => call_of(Syscall::Openat, a),
+        2 => call_of(Syscall::Openat2, a),
+        3 => call_of(Syscall::Creat, a),
+        4 => call_of(Syscall::Newstat, a),
+        5 => call_of(Syscall::Newlstat, a),
+        6 => call_of(Syscall::Newfstatat, a),
+        7 => call_of(Syscall::Statx, a),
+        8 => call_of(Syscall::Access, a),
+        9 => call_of(Syscall::Faccessat, a),
+        10 => call_of(Syscall::Faccessat2, a),
+        11 => call_of(Syscall::Execve, a),
+        12 => call_of(Syscall::Execveat, a),
+        _ => return None,
+    })
 }
 
-/// What both sys_enter variants do; they differ only in how they read the registers
-/// (`regs` returns the six argument registers and the code segment).
+/// What both sys_exit variants do; they differ only in how they read the saved registers
+/// (`regs` returns the six argument registers and the code segment). Cheapest tests first: an
+/// unhooked syscall costs one table load, a hooked one by an unwatched process one more test
+/// (its return value) or two loads and a compare (its comm).
 #[inline(always)]
-fn sys_enter(id: u64, regs: impl FnOnce() -> Option<([u64; 6], u64)>) {
+fn sys_exit<C: EbpfContext, const BTF: bool>(
+    ctx: &C,
+    id: u64,
+    ret: i64,
+    regs: impl FnOnce() -> Option<([u64; 6], u64)>,
+) {
     let Some(kind) = hooked(id) else {
         return;
     };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !watched(pid_tgid) {
+    if !ret_wanted(kind, ret) {
         return;
     }
-    match regs() {
-        Some((a, cs)) if cs == USER_CS => enter_kind(kind, &a, pid_tgid),
-        _ => {}
+    let Some(pid_tgid) = watched::<BTF>() else {
+        return;
+    };
+    let Some((a, cs)) = regs() else {
+        return;
+    };
+    if cs != USER_CS {
+        return;
+    }
+    if let Some(call) = call_of_kind(kind, &a) {
+        on_exit(ctx, call, pid_tgid, ret);
     }
 }
 
-/// `raw_syscalls:sys_enter`, BTF-typed: called directly by the tracepoint, with no perf record
-/// built first (the per-syscall tracepoints build one for every call, measured at hundreds of
-/// ns here). An unhooked syscall costs one table load.
-#[btf_tracepoint(function = "sys_enter")]
-pub fn observer_sys_enter(ctx: BtfTracePointContext) -> i32 {
-    sys_enter(ctx.arg(1), || {
-        let r: *const PtRegs = ctx.arg(0);
-        // SAFETY: a BTF pointer to the task's saved registers; the verifier checks each load.
+/// `raw_syscalls:sys_exit`, BTF-typed: called directly by the tracepoint with the task's saved
+/// registers and the return value, with no perf record built first (the per-syscall tracepoints
+/// build one for every call, measured at hundreds of ns here).
+#[btf_tracepoint(function = "sys_exit")]
+pub fn observer_sys_exit(ctx: BtfTracePointContext) -> i32 {
+    let r: *const PtRegs = ctx.arg(0);
+    // SAFETY: a BTF pointer to the task's saved registers; the verifier checks each load.
+    let id = unsafe { (*r).orig_ax };
+    sys_exit::<_, true>(&ctx, id, ctx.arg::<i64>(1), || {
+        // SAFETY: as above.
         unsafe {
             Some((
                 [(*r).di, (*r).si, (*r).dx, (*r).r10, (*r).r8, (*r).r9],
@@ -591,29 +620,7 @@ pub fn observer_sys_enter(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-#[btf_tracepoint(function = "sys_exit")]
-pub fn observer_sys_exit(ctx: BtfTracePointContext) -> i32 {
-    let regs: *const PtRegs = ctx.arg(0);
-    // SAFETY: as above.
-    let id = unsafe { (*regs).orig_ax };
-    if let Some(kind) = hooked(id) {
-        on_exit(&ctx, kind, ctx.arg::<i64>(1));
-    }
-    0
-}
-
-/// The same pair for kernels without BTF: the registers are read with bpf_probe_read_kernel.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn observer_sys_enter_raw(ctx: RawTracePointContext) -> i32 {
-    sys_enter(ctx.arg(1), || {
-        let regs: *const PtRegs = ctx.arg(0);
-        // SAFETY: the helper validates the kernel pointer.
-        let r = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
-        Some(([r.di, r.si, r.dx, r.r10, r.r8, r.r9], r.cs))
-    });
-    0
-}
-
+/// The same for kernels without BTF: the registers are read with bpf_probe_read_kernel.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn observer_sys_exit_raw(ctx: RawTracePointContext) -> i32 {
     let regs: *const PtRegs = ctx.arg(0);
@@ -621,9 +628,11 @@ pub fn observer_sys_exit_raw(ctx: RawTracePointContext) -> i32 {
     let Ok(id) = (unsafe { bpf_probe_read_kernel(&raw const (*regs).orig_ax) }) else {
         return 0;
     };
-    if let Some(kind) = hooked(id) {
-        on_exit(&ctx, kind, ctx.arg::<i64>(1));
-    }
+    sys_exit::<_, false>(&ctx, id, ctx.arg::<i64>(1), || {
+        // SAFETY: the helper validates the kernel pointer.
+        let r = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
+        Some(([r.di, r.si, r.dx, r.r10, r.r8, r.r9], r.cs))
+    });
     0
 }
 
@@ -648,15 +657,14 @@ pub fn observer_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// A thread is exiting: drop its in-flight call, if any, and forget followed threads and
-/// processes, so a reused pid is not watched.
+/// `--pid`: a thread or process is exiting; forget it if it was followed, so a reused pid is not
+/// watched.
 #[tracepoint]
 pub fn observer_exit(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let _ = INFLIGHT.remove(pid_tgid);
     if cfg_flags() & FILTER_PID == 0 {
         return 0;
     }
+    let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = ctx_read::<i32>(&ctx, EXIT_PID_OFFSET) as u32;
     let group_dead = ctx_read::<u8>(&ctx, EXIT_GROUP_DEAD_OFFSET) != 0;

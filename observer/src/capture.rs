@@ -9,7 +9,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, RawTracePoint, TracePoint},
+    programs::{
+        BtfTracePoint, RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
+        tp_btf::BtfTracePointLinkId,
+    },
 };
 use observer_common::{
     AggKey, AggVal, COMM_LEN, CONFIG_GLOBAL, CONFIG_VERBOSE, Config, EVENT_HEADER_LEN, EventHeader,
@@ -187,8 +190,20 @@ pub struct KernelStats {
     pub dirfd_lost: u64,
 }
 
+/// The syscall hook: one program on the raw sys_exit tracepoint, BTF-typed or plain.
+const SYS_PROGS_BTF: [(&str, &str); 1] = [("observer_sys_exit", "sys_exit")];
+const SYS_PROGS_RAW: [(&str, &str); 1] = [("observer_sys_exit_raw", "sys_exit")];
+
+/// Which variant of the syscall pair is loaded, and its links while attached.
+enum SysHooks {
+    None,
+    Btf(Vec<BtfTracePointLinkId>),
+    Raw(Vec<RawTracePointLinkId>),
+}
+
 /// A loaded and attached capture.
 pub struct Capture {
+    sys_hooks: SysHooks,
     ebpf: Ebpf,
     pub events: Option<RingBuf<MapData>>,
     /// Hooks attached, as "syscall" names.
@@ -238,7 +253,7 @@ impl Capture {
         ensure_tracefs();
 
         // Which of the wanted syscalls this kernel has: its per-syscall tracepoints list them
-        // (observer itself hooks the raw sys_enter/sys_exit pair, which is far cheaper).
+        // (observer itself hooks the raw sys_exit tracepoint, which is far cheaper).
         let wanted: Vec<Syscall> = if filter.syscalls.is_empty() {
             Syscall::ALL.to_vec()
         } else {
@@ -251,7 +266,11 @@ impl Capture {
         if attached.is_empty() {
             bail!("none of the requested syscalls exists on this kernel");
         }
-        let config = filter.config(verbose, &attached);
+        let mut config = filter.config(verbose, &attached);
+        config.task_comm_off = std::fs::read("/sys/kernel/btf/vmlinux")
+            .ok()
+            .and_then(|b| crate::kbtf::member_offset(&b, "task_struct", "comm"))
+            .unwrap_or(0);
         let log_level: u8 = if verbose { 0xff } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &config, true)
@@ -274,6 +293,7 @@ impl Capture {
         let logger_fd = logger.as_ref().map(|l| l.as_raw_fd());
 
         let mut cap = Capture {
+            sys_hooks: SysHooks::None,
             ebpf,
             events: None,
             attached: Vec::new(),
@@ -283,10 +303,10 @@ impl Capture {
             cgroup_paths: filter.cgroups.clone(),
         };
 
-        // Thread exits drop in-flight entries (and followed pids); forks extend --pid.
-        cap.attach_one("observer_exit", "sched", "sched_process_exit")
-            .context("attaching sched/sched_process_exit")?;
         if !filter.pids.is_empty() {
+            // Exits drop followed pids (a reused pid is not watched); forks extend --pid.
+            cap.attach_one("observer_exit", "sched", "sched_process_exit")
+                .context("attaching sched/sched_process_exit")?;
             // Follow forks first, then seed: a fork between the two is then not missed.
             cap.attach_one("observer_fork", "sched", "sched_process_fork")
                 .context("attaching sched/sched_process_fork to follow --pid descendants")?;
@@ -312,18 +332,15 @@ impl Capture {
         Ok(cap)
     }
 
-    /// Attaches the raw syscall tracepoint pair: BTF-typed when the kernel has BTF (registers
-    /// read with plain loads), else the plain raw tracepoint variant (bpf_probe_read_kernel).
-    /// Exit first: an exit attached after its enter could miss the first calls' exits.
+    /// Loads and attaches the raw syscall exit hook: BTF-typed when the kernel has BTF
+    /// (registers read with plain loads), else the plain raw tracepoint variant
+    /// (bpf_probe_read_kernel).
     fn attach_syscalls(&mut self) -> Result<()> {
         // OBSERVER_RAW_TRACEPOINTS=1 forces the fallback (to test it on a kernel with BTF).
         let force_raw = std::env::var_os("OBSERVER_RAW_TRACEPOINTS").is_some_and(|v| v == "1");
         if !force_raw && Path::new("/sys/kernel/btf/vmlinux").exists() {
             let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-            for (prog, tp) in [
-                ("observer_sys_exit", "sys_exit"),
-                ("observer_sys_enter", "sys_enter"),
-            ] {
+            for (prog, tp) in SYS_PROGS_BTF {
                 let p: &mut BtfTracePoint = self
                     .ebpf
                     .program_mut(prog)
@@ -332,15 +349,11 @@ impl Capture {
                 p.load(tp, &btf)
                     .map_err(|e| explain_load_error(anyhow::Error::from(e)))
                     .with_context(|| format!("loading {prog}"))?;
-                p.attach()
-                    .with_context(|| format!("attaching tp_btf/{tp}"))?;
             }
+            self.sys_hooks = SysHooks::Btf(Vec::new());
         } else {
             log::debug!("no kernel BTF: using plain raw tracepoints");
-            for (prog, tp) in [
-                ("observer_sys_exit_raw", "sys_exit"),
-                ("observer_sys_enter_raw", "sys_enter"),
-            ] {
+            for (prog, _) in SYS_PROGS_RAW {
                 let p: &mut RawTracePoint = self
                     .ebpf
                     .program_mut(prog)
@@ -349,9 +362,76 @@ impl Capture {
                 p.load()
                     .map_err(|e| explain_load_error(anyhow::Error::from(e)))
                     .with_context(|| format!("loading {prog}"))?;
-                p.attach(tp)
-                    .with_context(|| format!("attaching raw_tp/{tp}"))?;
             }
+            self.sys_hooks = SysHooks::Raw(Vec::new());
+        }
+        self.resume()
+    }
+
+    /// Attaches the (loaded) syscall hook. Does nothing when it is attached.
+    pub fn resume(&mut self) -> Result<()> {
+        match &mut self.sys_hooks {
+            SysHooks::Btf(links) if links.is_empty() => {
+                for (prog, tp) in SYS_PROGS_BTF {
+                    let p: &mut BtfTracePoint = self
+                        .ebpf
+                        .program_mut(prog)
+                        .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
+                        .try_into()?;
+                    links.push(
+                        p.attach()
+                            .with_context(|| format!("attaching tp_btf/{tp}"))?,
+                    );
+                }
+            }
+            SysHooks::Raw(links) if links.is_empty() => {
+                for (prog, tp) in SYS_PROGS_RAW {
+                    let p: &mut RawTracePoint = self
+                        .ebpf
+                        .program_mut(prog)
+                        .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
+                        .try_into()?;
+                    links.push(
+                        p.attach(tp)
+                            .with_context(|| format!("attaching raw_tp/{tp}"))?,
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Detaches the syscall hook; the maps and what they hold stay, and `resume` attaches it
+    /// again. (The benchmark uses this to compare traced and untraced calls a few
+    /// milliseconds apart.)
+    pub fn pause(&mut self) -> Result<()> {
+        match &mut self.sys_hooks {
+            SysHooks::Btf(links) => {
+                while let Some(link) = links.pop() {
+                    let prog = SYS_PROGS_BTF[links.len()].0;
+                    let p: &mut BtfTracePoint = self
+                        .ebpf
+                        .program_mut(prog)
+                        .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
+                        .try_into()?;
+                    p.detach(link)
+                        .with_context(|| format!("detaching {prog}"))?;
+                }
+            }
+            SysHooks::Raw(links) => {
+                while let Some(link) = links.pop() {
+                    let prog = SYS_PROGS_RAW[links.len()].0;
+                    let p: &mut RawTracePoint = self
+                        .ebpf
+                        .program_mut(prog)
+                        .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
+                        .try_into()?;
+                    p.detach(link)
+                        .with_context(|| format!("detaching {prog}"))?;
+                }
+            }
+            SysHooks::None => {}
         }
         Ok(())
     }

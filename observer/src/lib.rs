@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod errno;
 pub mod history;
+pub mod kbtf;
 pub mod metrics;
 pub mod model;
 pub mod output;
