@@ -56,7 +56,7 @@ fn main() {
         Cmd::Build => build().map(|_| ()),
         Cmd::Run { args } => run(args),
         Cmd::Test { args } => test(args),
-        Cmd::Bench(a) => build().and_then(|bin| bench::run(&bin, &a)),
+        Cmd::Bench(a) => build().and_then(|_| bench::run(&a)),
     };
     if let Err(e) = r {
         eprintln!("xtask: error: {e:#}");
