@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use observer::capture::{Capture, Filter};
+use observer_common::Syscall;
 
 const WATCHED: &CStr = c"obsbench";
 const UNWATCHED: &CStr = c"obsbench-other";
@@ -161,13 +162,26 @@ fn main() -> Result<()> {
         comms: vec![WATCHED.to_str()?.to_string()],
         ..Filter::default()
     };
-    let mut cap = Capture::start(&filter, false).context("starting observer's capture")?;
-    cap.pause()?;
+    let mut full = Capture::start(&filter, false).context("starting observer's capture")?;
+    full.pause()?;
+    // The same program hooking only execve: openat then pays the kernel's dispatch to a sys_exit
+    // program and one table load, which splits an unwatched call's cost into the kernel's part
+    // and observer's own.
+    let mut floor = Capture::start(
+        &Filter {
+            syscalls: vec![Syscall::Execve],
+            ..filter.clone()
+        },
+        false,
+    )
+    .context("starting the execve-only capture")?;
+    floor.pause()?;
     std::thread::sleep(Duration::from_millis(50));
 
     const OPS: [Op; 3] = [Op::Watched, Op::Unwatched, Op::Close];
     let mut untraced: [Vec<f64>; 3] = Default::default();
-    let mut diff: [Vec<f64>; 3] = Default::default();
+    let mut d_full: [Vec<f64>; 3] = Default::default();
+    let mut d_floor: [Vec<f64>; 3] = Default::default();
     let mut watched_traced_calls = 0u64;
     let mut measure = |out: &mut [f64; 3]| -> Result<()> {
         for (i, &op) in OPS.iter().enumerate() {
@@ -175,39 +189,54 @@ fn main() -> Result<()> {
         }
         Ok(())
     };
-    // Warm up both states once.
-    for _ in 0..2 {
+    let switch = |from: Option<&mut Capture>, to: Option<&mut Capture>| -> Result<()> {
+        if let Some(c) = from {
+            c.pause()?;
+        }
+        if let Some(c) = to {
+            c.resume()?;
+        }
+        std::thread::sleep(settle);
+        Ok(())
+    };
+    // Warm up every state once.
+    measure(&mut [0.0; 3])?;
+    for c in [&mut full, &mut floor] {
+        switch(None, Some(&mut *c))?;
         measure(&mut [0.0; 3])?;
-        cap.resume()?;
-        measure(&mut [0.0; 3])?;
-        watched_traced_calls += calls;
-        cap.pause()?;
+        switch(Some(c), None)?;
     }
+    watched_traced_calls += calls;
+    // Each cycle runs off, full, floor, floor, full, off: symmetric, so a drift that is linear
+    // over the cycle cancels out of every difference.
     for _ in 0..cycles {
-        let (mut off, mut on) = ([0.0; 3], [0.0; 3]);
+        let (mut off, mut on, mut base) = ([0.0; 3], [0.0; 3], [0.0; 3]);
         measure(&mut off)?;
-        cap.resume()?;
-        std::thread::sleep(settle);
+        switch(None, Some(&mut full))?;
         measure(&mut on)?;
+        switch(Some(&mut full), Some(&mut floor))?;
+        measure(&mut base)?;
+        measure(&mut base)?;
+        switch(Some(&mut floor), Some(&mut full))?;
         measure(&mut on)?;
-        cap.pause()?;
-        std::thread::sleep(settle);
+        switch(Some(&mut full), None)?;
         measure(&mut off)?;
         watched_traced_calls += 2 * calls;
         for i in 0..3 {
             untraced[i].push(off[i]);
-            diff[i].push(on[i] - off[i]);
+            d_full[i].push(on[i] - off[i]);
+            d_floor[i].push(base[i] - off[i]);
         }
     }
 
-    // Every watched failure made while attached must be in the in-kernel count.
-    let counted: u64 = cap
+    // Every watched failure made while the full capture was attached must be in its count.
+    let counted: u64 = full
         .read_aggregate()?
         .iter()
         .filter(|(k, _)| k.tgid == caller.child.id())
         .map(|(_, v)| v.count)
         .sum();
-    let stats = cap.kernel_stats()?;
+    let stats = full.kernel_stats()?;
     if counted + stats.lost != watched_traced_calls {
         bail!(
             "the capture counted {counted} watched failures (+{} lost), {watched_traced_calls} were made: \
@@ -216,35 +245,40 @@ fn main() -> Result<()> {
         );
     }
 
+    let own: Vec<f64> = d_full[1]
+        .iter()
+        .zip(&d_floor[1])
+        .map(|(f, b)| f - b)
+        .collect();
     let (u_open, u_close) = (
         quartiles(untraced[0].clone()),
         quartiles(untraced[2].clone()),
     );
-    let [w, u, c] = diff.map(quartiles);
+    let [w, u, c] = d_full.map(quartiles);
+    let (b, own) = (quartiles(d_floor[1].clone()), quartiles(own));
+    let row = |label: &str, q: (f64, f64, f64), tail: &str| {
+        println!(
+            "  {label:<46} {:>+7.1} ns/call  [{:+.1} .. {:+.1}]{tail}",
+            q.1, q.0, q.2
+        )
+    };
     println!(
-        "observer capture, {cycles} cycles of {calls}-call batches, attach/detach between batches \
-         (median, interquartile range in brackets):"
+        "observer capture, {cycles} cycles of {calls}-call batches, hook attached/detached between \
+         batches (median over cycles, interquartile range in brackets):"
     );
     println!(
-        "  failing openat, untraced          {:>7.1} ns/call  [{:.1} .. {:.1}]",
-        u_open.1, u_open.0, u_open.2
+        "  {:<46} {:>7.1} ns/call  [{:.1} .. {:.1}]",
+        "failing openat, untraced", u_open.1, u_open.0, u_open.2
     );
+    row("watched process: observer adds", w, "   target <= +200");
+    row("unwatched process: observer adds", u, "   target <= +30");
+    row("  of which the kernel's tracepoint dispatch", b, "");
+    row("  of which observer's filter", own, "");
     println!(
-        "  watched: observer adds            {:>+7.1} ns/call  [{:+.1} .. {:+.1}]   target <= +200",
-        w.1, w.0, w.2
+        "  {:<46} {:>7.1} ns/call  [{:.1} .. {:.1}]",
+        "close(-1) (not hooked), untraced", u_close.1, u_close.0, u_close.2
     );
-    println!(
-        "  unwatched process: observer adds  {:>+7.1} ns/call  [{:+.1} .. {:+.1}]   target <= +30",
-        u.1, u.0, u.2
-    );
-    println!(
-        "  close(-1), untraced               {:>7.1} ns/call  [{:.1} .. {:.1}]",
-        u_close.1, u_close.0, u_close.2
-    );
-    println!(
-        "  unhooked syscall: observer adds   {:>+7.1} ns/call  [{:+.1} .. {:+.1}]",
-        c.1, c.0, c.2
-    );
+    row("any unhooked syscall: observer adds", c, "");
     drop(caller.to);
     let _ = caller.child.wait();
     println!(

@@ -163,6 +163,32 @@ fn errnos_other_than_enoent_are_named() {
 }
 
 #[test]
+fn an_open_interrupted_by_a_signal_is_not_a_failing_file() {
+    // At sys_exit the kernel still holds -ERESTARTSYS (512), which the process never sees: it
+    // gets EINTR, or a transparent restart. Neither says anything about the file.
+    let comm = unique_comm("obs-eintr");
+    let dir = tempdir("eintr");
+    let fifo = format!("{dir}/fifo");
+    let c = std::ffi::CString::new(fifo.clone()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let obs = Observer::start(&["--comm", &comm]);
+    failer(&[
+        "--comm",
+        &comm,
+        &format!("interrupted:{fifo}"),
+        &format!("openat:{dir}/missing"),
+    ]);
+    let report = obs.stop();
+    row(&report, format!("{dir}/missing").as_bytes(), "ENOENT");
+    assert!(
+        rows_for(&report, fifo.as_bytes()).is_empty(),
+        "the interrupted open was reported: {report:#}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn errno_filter_keeps_only_the_named_errors() {
     let comm = unique_comm("obs-efilt");
     let dir = tempdir("efilt");

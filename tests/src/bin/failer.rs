@@ -7,6 +7,8 @@
 //!          | SYSCALL@DIR:PATH       dirfd-relative: open DIR, then SYSCALL(dirfd, PATH)
 //!          | empty-fstat            newfstatat(-1, "", AT_EMPTY_PATH): an fstat, not a lookup
 //!          | chase:PATH             systemd's chase(): O_PATH dirfds per component, each closed at once
+//!          | interrupted:FIFO       open FIFO for reading (blocks: no writer), interrupted by a
+//!                                   signal after 50 ms; fails unless the open returned EINTR
 //!   PATH may be `hex:<hex bytes>` for names that do not survive a command line.
 //!   --wait: read one line from stdin before acting (lets a test move us into a cgroup first).
 //!   bench --calls N --rounds R [--comm NAME] [--op openat|close]: time failing openat calls (or
@@ -186,8 +188,45 @@ fn chase(path: &[u8]) {
     }
 }
 
+extern "C" fn on_alarm(_: libc::c_int) {}
+
+/// Opens a FIFO nobody writes to, and lets SIGALRM (no SA_RESTART) interrupt it: the kernel
+/// returns -ERESTARTSYS at sys_exit and turns it into EINTR on the way out.
+fn interrupted_open(fifo: &[u8]) {
+    let c = CString::new(fifo.to_vec()).unwrap_or_else(|_| die("NUL in path"));
+    // SAFETY: a handler that does nothing; a one-shot timer; a raw open of a valid C string.
+    let (r, err) = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_alarm as *const () as usize;
+        sa.sa_flags = 0;
+        libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
+        let t = libc::itimerval {
+            it_interval: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+            it_value: libc::timeval {
+                tv_sec: 0,
+                tv_usec: 50_000,
+            },
+        };
+        libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut());
+        let r = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c.as_ptr(), libc::O_RDONLY);
+        (r, *libc::__errno_location())
+    };
+    if r >= 0 || err != libc::EINTR {
+        die(&format!(
+            "interrupted open returned {r} (errno {err}), not EINTR"
+        ));
+    }
+}
+
 fn perform(actions: &[Action], repeat: u64) {
     for a in actions {
+        if a.syscall == "interrupted" {
+            interrupted_open(&a.path);
+            continue;
+        }
         if a.syscall == "chase" {
             for _ in 0..repeat {
                 chase(&a.path);
