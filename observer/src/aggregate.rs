@@ -289,6 +289,11 @@ impl Store {
             distinct: failures.len() as u64,
             lost: self.kernel.lost,
             overflow: self.kernel.overflow,
+            capture: Some(crate::model::CaptureCounters {
+                unreadable_paths: self.kernel.path_faults,
+                unfollowed_processes: self.kernel.pids_full,
+                lost_directory_opens: self.kernel.dirfd_lost,
+            }),
         }
     }
 }

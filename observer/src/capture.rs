@@ -201,6 +201,36 @@ enum SysHooks {
     Raw(Vec<RawTracePointLinkId>),
 }
 
+impl KernelStats {
+    /// One warning per counter that limits what a report can say and has just become non-zero
+    /// (each is said once; `lost` has its own messages).
+    pub fn new_warnings(&self, before: &KernelStats) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.pids_full > 0 && before.pids_full == 0 {
+            w.push(format!(
+                "the --pid map is full: {} new descendant(s) are not followed, and their failures \
+                 are not seen",
+                self.pids_full
+            ));
+        }
+        if self.dirfd_lost > 0 && before.dirfd_lost == 0 {
+            w.push(format!(
+                "the ring buffer was full: {} directory open(s) lost; failures relative to those \
+                 directories may stay unresolved",
+                self.dirfd_lost
+            ));
+        }
+        if self.path_faults > 0 && before.path_faults == 0 {
+            w.push(format!(
+                "{} failing call(s) passed a path pointer the kernel could not read; they are \
+                 counted without a path",
+                self.path_faults
+            ));
+        }
+        w
+    }
+}
+
 /// A loaded and attached capture.
 pub struct Capture {
     sys_hooks: SysHooks,
@@ -708,6 +738,26 @@ pub fn cgroup2_mounts() -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kernel_counter_warnings_are_said_once_each() {
+        let zero = KernelStats::default();
+        let one = KernelStats {
+            pids_full: 2,
+            dirfd_lost: 1,
+            path_faults: 3,
+            ..zero
+        };
+        let w = one.new_warnings(&zero);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("2 new descendant(s)"), "{w:?}");
+        let more = KernelStats {
+            pids_full: 5,
+            ..one
+        };
+        assert!(more.new_warnings(&one).is_empty());
+        assert!(zero.new_warnings(&zero).is_empty());
+    }
+
     use super::*;
 
     #[test]

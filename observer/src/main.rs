@@ -169,6 +169,7 @@ async fn run(cli: Cli) -> Result<()> {
     let mut tick = tokio::time::interval(cli.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut live = (format == Format::Live).then(output::Live::start);
+    let mut deferred: Vec<String> = Vec::new();
     let hint_env = HintEnv::default();
     let mut closed = false;
     let header = format!("observer: {}", filter.describe());
@@ -203,7 +204,16 @@ async fn run(cli: Cli) -> Result<()> {
                 // Poll every interval in every format: repeats are dated by the poll that sees
                 // their count grow.
                 store.update_counts(&cap.read_aggregate()?, observer::aggregate::monotonic_ns());
-                store.kernel = cap.kernel_stats()?;
+                let ks = cap.kernel_stats()?;
+                for w in ks.new_warnings(&store.kernel) {
+                    // Not over the live view: said when it closes.
+                    if live.is_some() {
+                        deferred.push(w);
+                    } else {
+                        log::warn!("{w}");
+                    }
+                }
+                store.kernel = ks;
                 if !filter.cgroups.is_empty() {
                     let _ = cap.refresh_cgroups();
                 }
@@ -220,6 +230,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Some(l) = live.take() {
         l.stop();
     }
+    for w in deferred {
+        log::warn!("{w}");
+    }
     // Final: everything the kernel delivered, then its counts.
     while let Some(item) = events.get_mut().next() {
         if let Some(new) = store.on_record(&item, &clock)
@@ -230,7 +243,11 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     store.update_counts(&cap.read_aggregate()?, observer::aggregate::monotonic_ns());
-    store.kernel = cap.kernel_stats()?;
+    let ks = cap.kernel_stats()?;
+    for w in ks.new_warnings(&store.kernel) {
+        log::warn!("{w}");
+    }
+    store.kernel = ks;
     cap.flush_logs();
     let report = Report::build(
         &store,

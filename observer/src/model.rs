@@ -83,6 +83,21 @@ pub struct Totals {
     pub lost: u64,
     /// Failures delivered one by one because the in-kernel aggregate was full (not lost).
     pub overflow: u64,
+    /// What else the kernel counted during a live capture; None for reports from history,
+    /// which does not keep these.
+    pub capture: Option<CaptureCounters>,
+}
+
+/// Kernel counters of a live capture that are not failures but limit what the report can say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureCounters {
+    /// Failing calls whose path pointer could not be read: counted, without a path.
+    pub unreadable_paths: u64,
+    /// `--pid` descendants not followed because the pid map was full: their failures are unseen.
+    pub unfollowed_processes: u64,
+    /// Successful directory opens the ring buffer could not deliver: failures relative to those
+    /// directories may stay unresolved.
+    pub lost_directory_opens: u64,
 }
 
 /// The context ranking needs beyond the row itself.

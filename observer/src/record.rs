@@ -350,6 +350,9 @@ impl Recorder {
             live.cap.forget_keys(&orphans)?;
         }
         let ks = live.cap.kernel_stats()?;
+        for w in ks.new_warnings(&live.seen_stats) {
+            log::warn!("{w}");
+        }
         let d = MinuteStats {
             lost: ks.lost.saturating_sub(live.seen_stats.lost),
             overflow: ks.overflow.saturating_sub(live.seen_stats.overflow),

@@ -189,6 +189,37 @@ fn an_open_interrupted_by_a_signal_is_not_a_failing_file() {
 }
 
 #[test]
+fn an_unreadable_path_is_counted_and_said() {
+    let comm = unique_comm("obs-efault");
+    let obs = Observer::start(&["--comm", &comm]);
+    failer(&[
+        "--comm",
+        &comm,
+        "bad-pointer",
+        &format!("openat:{}", missing("fault")),
+    ]);
+    let (out, stderr) = obs.stop_raw();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["totals"]["unreadable_paths"], 1, "{report:#}");
+    assert_eq!(report["totals"]["failures"], 2, "{report:#}");
+    row(&report, missing("fault").as_bytes(), "ENOENT");
+    let efault: Vec<_> = report["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["errno"] == "EFAULT")
+        .collect();
+    assert_eq!(efault.len(), 1, "{report:#}");
+    assert_eq!(efault[0]["resolved"], false, "{report:#}");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("path pointer the kernel could not read")),
+        "{stderr:?}"
+    );
+}
+
+#[test]
 fn errno_filter_keeps_only_the_named_errors() {
     let comm = unique_comm("obs-efilt");
     let dir = tempdir("efilt");

@@ -131,6 +131,7 @@ pub fn build_report(
         distinct: failures.len() as u64,
         lost: stats.lost,
         overflow: stats.overflow,
+        capture: None,
     };
     let overlapping: Vec<&Session> = sessions
         .iter()

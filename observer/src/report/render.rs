@@ -70,6 +70,9 @@ One document per report:
 | `totals.distinct` | distinct (path, errno) rows |
 | `totals.lost` | failures the kernel could not deliver (ring buffer full): counts are lower bounds when non-zero |
 | `totals.overflow` | failures delivered one by one because the in-kernel aggregate was full (not lost) |
+| `totals.unreadable_paths` | live capture only: failing calls whose path pointer could not be read (counted, without a path) |
+| `totals.unfollowed_processes` | live capture only: `--pid` descendants not followed because the pid map was full (their failures are not seen) |
+| `totals.lost_directory_opens` | live capture only: directory opens the ring buffer could not deliver (failures relative to them may stay unresolved) |
 | `paths[]` | one row per (path, errno), best culprit first |
 | `path` | the path, absolute when it could be resolved. Exact when the name is valid UTF-8 (JSON escapes control characters); otherwise an escaped rendering (`\xNN` for each invalid byte) and `path_base64` holds the exact bytes (standard base64, padded) |
 | `errno`, `errno_code` | symbolic (`ENOENT`) and numeric error |
@@ -466,18 +469,24 @@ fn path_json(r: &Ranked) -> Value {
 
 /// The report as a JSON document (schema version 1, see [`JSON_SCHEMA_DOC`]).
 pub fn json(ranked: &[Ranked], totals: &Totals, meta: &JsonMeta) -> Value {
+    let mut t = json!({
+        "failures": totals.failures,
+        "distinct": totals.distinct,
+        "lost": totals.lost,
+        "overflow": totals.overflow,
+    });
+    if let (Some(c), Some(o)) = (totals.capture, t.as_object_mut()) {
+        o.insert("unreadable_paths".into(), json!(c.unreadable_paths));
+        o.insert("unfollowed_processes".into(), json!(c.unfollowed_processes));
+        o.insert("lost_directory_opens".into(), json!(c.lost_directory_opens));
+    }
     json!({
         "version": JSON_VERSION,
         "observer": env!("CARGO_PKG_VERSION"),
         "started": rfc3339_millis(meta.started),
         "ended": rfc3339_millis(meta.ended),
         "filter": meta.filter,
-        "totals": {
-            "failures": totals.failures,
-            "distinct": totals.distinct,
-            "lost": totals.lost,
-            "overflow": totals.overflow,
-        },
+        "totals": t,
         "paths": ranked.iter().map(path_json).collect::<Vec<_>>(),
     })
 }
@@ -793,6 +802,7 @@ mod tests {
             distinct: 5,
             lost: 2,
             overflow: 0,
+            capture: None,
         };
         (ranked, totals)
     }

@@ -7,6 +7,7 @@
 //!          | SYSCALL@DIR:PATH       dirfd-relative: open DIR, then SYSCALL(dirfd, PATH)
 //!          | empty-fstat            newfstatat(-1, "", AT_EMPTY_PATH): an fstat, not a lookup
 //!          | chase:PATH             systemd's chase(): O_PATH dirfds per component, each closed at once
+//!          | bad-pointer            openat with a path pointer into unmapped memory (EFAULT)
 //!          | interrupted:FIFO       open FIFO for reading (blocks: no writer), interrupted by a
 //!                                   signal after 50 ms; fails unless the open returned EINTR
 //!   PATH may be `hex:<hex bytes>` for names that do not survive a command line.
@@ -46,7 +47,7 @@ struct Action {
 }
 
 fn parse_action(a: &str) -> Action {
-    if a == "empty-fstat" {
+    if a == "empty-fstat" || a == "bad-pointer" {
         return Action {
             syscall: a.into(),
             dir: None,
@@ -125,6 +126,9 @@ fn call(a: &Action, dirfd: i32) -> i64 {
                 envp.as_ptr(),
                 0,
             ),
+            "bad-pointer" => {
+                libc::syscall(libc::SYS_openat, libc::AT_FDCWD, 8usize, libc::O_RDONLY)
+            }
             "empty-fstat" => libc::syscall(
                 libc::SYS_newfstatat,
                 -1,
