@@ -152,9 +152,7 @@ fn watched<const BTF: bool>() -> Option<u64> {
     if flags & FILTER_CGROUP != 0 {
         // SAFETY: as above.
         let cg = unsafe { bpf_get_current_cgroup_id() };
-        if unsafe { CGROUPS.get(cg) }.is_none() {
-            return None;
-        }
+        unsafe { CGROUPS.get(cg) }?;
     }
     (flags & (FILTER_COMM | FILTER_PID | FILTER_CGROUP) != 0).then_some(pid_tgid)
 }
