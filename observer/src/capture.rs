@@ -191,14 +191,14 @@ pub struct KernelStats {
 }
 
 /// The syscall hook: one program on the raw sys_exit tracepoint, BTF-typed or plain.
-const SYS_PROGS_BTF: [(&str, &str); 1] = [("observer_sys_exit", "sys_exit")];
-const SYS_PROGS_RAW: [(&str, &str); 1] = [("observer_sys_exit_raw", "sys_exit")];
+const SYS_EXIT_BTF: &str = "observer_sys_exit";
+const SYS_EXIT_RAW: &str = "observer_sys_exit_raw";
 
-/// Which variant of the syscall pair is loaded, and its links while attached.
-enum SysHooks {
+/// Which variant of the syscall hook is loaded, and its link while attached.
+enum SysHook {
     None,
-    Btf(Vec<BtfTracePointLinkId>),
-    Raw(Vec<RawTracePointLinkId>),
+    Btf(Option<BtfTracePointLinkId>),
+    Raw(Option<RawTracePointLinkId>),
 }
 
 impl KernelStats {
@@ -233,7 +233,7 @@ impl KernelStats {
 
 /// A loaded and attached capture.
 pub struct Capture {
-    sys_hooks: SysHooks,
+    sys_hook: SysHook,
     ebpf: Ebpf,
     pub events: Option<RingBuf<MapData>>,
     /// Hooks attached, as "syscall" names.
@@ -323,7 +323,7 @@ impl Capture {
         let logger_fd = logger.as_ref().map(|l| l.as_raw_fd());
 
         let mut cap = Capture {
-            sys_hooks: SysHooks::None,
+            sys_hook: SysHook::None,
             ebpf,
             events: None,
             attached: Vec::new(),
@@ -362,6 +362,18 @@ impl Capture {
         Ok(cap)
     }
 
+    /// The loaded program `name`, as its type.
+    fn program<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T>
+    where
+        &'a mut aya::programs::Program: TryInto<&'a mut T, Error = aya::programs::ProgramError>,
+    {
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
+            .try_into()?)
+    }
+
     /// Loads and attaches the raw syscall exit hook: BTF-typed when the kernel has BTF
     /// (registers read with plain loads), else the plain raw tracepoint variant
     /// (bpf_probe_read_kernel).
@@ -370,62 +382,38 @@ impl Capture {
         let force_raw = std::env::var_os("OBSERVER_RAW_TRACEPOINTS").is_some_and(|v| v == "1");
         if !force_raw && Path::new("/sys/kernel/btf/vmlinux").exists() {
             let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-            for (prog, tp) in SYS_PROGS_BTF {
-                let p: &mut BtfTracePoint = self
-                    .ebpf
-                    .program_mut(prog)
-                    .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
-                    .try_into()?;
-                p.load(tp, &btf)
-                    .map_err(|e| explain_load_error(anyhow::Error::from(e)))
-                    .with_context(|| format!("loading {prog}"))?;
-            }
-            self.sys_hooks = SysHooks::Btf(Vec::new());
+            self.program::<BtfTracePoint>(SYS_EXIT_BTF)?
+                .load("sys_exit", &btf)
+                .map_err(|e| explain_load_error(anyhow::Error::from(e)))
+                .with_context(|| format!("loading {SYS_EXIT_BTF}"))?;
+            self.sys_hook = SysHook::Btf(None);
         } else {
-            log::debug!("no kernel BTF: using plain raw tracepoints");
-            for (prog, _) in SYS_PROGS_RAW {
-                let p: &mut RawTracePoint = self
-                    .ebpf
-                    .program_mut(prog)
-                    .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
-                    .try_into()?;
-                p.load()
-                    .map_err(|e| explain_load_error(anyhow::Error::from(e)))
-                    .with_context(|| format!("loading {prog}"))?;
-            }
-            self.sys_hooks = SysHooks::Raw(Vec::new());
+            log::debug!("no kernel BTF: using a plain raw tracepoint");
+            self.program::<RawTracePoint>(SYS_EXIT_RAW)?
+                .load()
+                .map_err(|e| explain_load_error(anyhow::Error::from(e)))
+                .with_context(|| format!("loading {SYS_EXIT_RAW}"))?;
+            self.sys_hook = SysHook::Raw(None);
         }
         self.resume()
     }
 
     /// Attaches the (loaded) syscall hook. Does nothing when it is attached.
     pub fn resume(&mut self) -> Result<()> {
-        match &mut self.sys_hooks {
-            SysHooks::Btf(links) if links.is_empty() => {
-                for (prog, tp) in SYS_PROGS_BTF {
-                    let p: &mut BtfTracePoint = self
-                        .ebpf
-                        .program_mut(prog)
-                        .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
-                        .try_into()?;
-                    links.push(
-                        p.attach()
-                            .with_context(|| format!("attaching tp_btf/{tp}"))?,
-                    );
-                }
+        match self.sys_hook {
+            SysHook::Btf(None) => {
+                let link = self
+                    .program::<BtfTracePoint>(SYS_EXIT_BTF)?
+                    .attach()
+                    .context("attaching tp_btf/sys_exit")?;
+                self.sys_hook = SysHook::Btf(Some(link));
             }
-            SysHooks::Raw(links) if links.is_empty() => {
-                for (prog, tp) in SYS_PROGS_RAW {
-                    let p: &mut RawTracePoint = self
-                        .ebpf
-                        .program_mut(prog)
-                        .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
-                        .try_into()?;
-                    links.push(
-                        p.attach(tp)
-                            .with_context(|| format!("attaching raw_tp/{tp}"))?,
-                    );
-                }
+            SysHook::Raw(None) => {
+                let link = self
+                    .program::<RawTracePoint>(SYS_EXIT_RAW)?
+                    .attach("sys_exit")
+                    .context("attaching raw_tp/sys_exit")?;
+                self.sys_hook = SysHook::Raw(Some(link));
             }
             _ => {}
         }
@@ -436,43 +424,26 @@ impl Capture {
     /// again. (The benchmark uses this to compare traced and untraced calls a few
     /// milliseconds apart.)
     pub fn pause(&mut self) -> Result<()> {
-        match &mut self.sys_hooks {
-            SysHooks::Btf(links) => {
-                while let Some(link) = links.pop() {
-                    let prog = SYS_PROGS_BTF[links.len()].0;
-                    let p: &mut BtfTracePoint = self
-                        .ebpf
-                        .program_mut(prog)
-                        .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
-                        .try_into()?;
-                    p.detach(link)
-                        .with_context(|| format!("detaching {prog}"))?;
-                }
+        match std::mem::replace(&mut self.sys_hook, SysHook::None) {
+            SysHook::Btf(Some(link)) => {
+                self.sys_hook = SysHook::Btf(None);
+                self.program::<BtfTracePoint>(SYS_EXIT_BTF)?
+                    .detach(link)
+                    .context("detaching tp_btf/sys_exit")?;
             }
-            SysHooks::Raw(links) => {
-                while let Some(link) = links.pop() {
-                    let prog = SYS_PROGS_RAW[links.len()].0;
-                    let p: &mut RawTracePoint = self
-                        .ebpf
-                        .program_mut(prog)
-                        .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
-                        .try_into()?;
-                    p.detach(link)
-                        .with_context(|| format!("detaching {prog}"))?;
-                }
+            SysHook::Raw(Some(link)) => {
+                self.sys_hook = SysHook::Raw(None);
+                self.program::<RawTracePoint>(SYS_EXIT_RAW)?
+                    .detach(link)
+                    .context("detaching raw_tp/sys_exit")?;
             }
-            SysHooks::None => {}
+            other => self.sys_hook = other,
         }
         Ok(())
     }
 
     fn attach_one(&mut self, prog: &str, category: &str, name: &str) -> Result<()> {
-        let p: &mut TracePoint = self
-            .ebpf
-            .program_mut(prog)
-            .ok_or_else(|| anyhow!("eBPF object has no program {prog}"))?
-            .try_into()
-            .with_context(|| format!("{prog} is not a tracepoint program"))?;
+        let p = self.program::<TracePoint>(prog)?;
         p.load()
             .map_err(|e| explain_load_error(anyhow::Error::from(e)))
             .with_context(|| format!("loading {prog}"))?;
