@@ -420,6 +420,17 @@ impl Capture {
         Ok(())
     }
 
+    /// The syscall hook's run count and total run time, as the kernel accounts them while run
+    /// time statistics are enabled (`aya::sys::enable_stats`; the benchmark reads them).
+    pub fn hook_run_stats(&mut self) -> Result<(u64, std::time::Duration)> {
+        let info = match self.sys_hook {
+            SysHook::Btf(_) => self.program::<BtfTracePoint>(SYS_EXIT_BTF)?.info()?,
+            SysHook::Raw(_) => self.program::<RawTracePoint>(SYS_EXIT_RAW)?.info()?,
+            SysHook::None => bail!("the syscall hook is not loaded"),
+        };
+        Ok((info.run_count(), info.run_time()))
+    }
+
     /// Detaches the syscall hook; the maps and what they hold stay, and `resume` attaches it
     /// again. (The benchmark uses this to compare traced and untraced calls a few
     /// milliseconds apart.)
