@@ -16,7 +16,8 @@ use anyhow::{Context, Result, bail};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Attach/detach cycles for observer's figures (each cycle times 4 batches per call kind).
+    /// Attach/detach cycles for observer's figures (each cycle times 6 batches per call kind:
+    /// off, on, floor, floor, on, off).
     #[arg(long, default_value_t = 400)]
     cycles: u64,
     /// Calls per batch for observer's figures.
