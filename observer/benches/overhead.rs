@@ -1,19 +1,21 @@
 //! What observer's capture adds to a syscall, measured so that a drifting host cannot fake it.
 //!
 //! Run as root (through `cargo xtask bench`). It loads observer's own capture, watching comm
-//! `obsbench`, and times batches of calls from this thread: a failing openat while named
-//! `obsbench` (watched), the same openat while named something else (unwatched), and close(-1)
-//! (a syscall observer does not hook). Between batches it attaches and detaches the syscall hooks
-//! (`Capture::resume`/`pause`), in the order untraced, traced, traced, untraced, so each
+//! `obsbench`, and times batches of calls from a child process (observer never watches its own),
+//! which runs each batch when told to over a pipe, so the timing loop holds nothing but the
+//! calls: a failing openat while named `obsbench` (watched), the same openat while named
+//! something else (unwatched), and close(-1) (a syscall observer does not hook).
+//!
+//! Between batches it attaches and detaches the hook (`Capture::resume`/`pause`), so each
 //! difference compares batches a few milliseconds apart: on a shared VM whose speed wanders by
-//! 2x over minutes, rounds seconds apart measure the host, not the tracer. Figures are medians
-//! over cycles of (mean traced - mean untraced) ns/call, with their interquartile range.
+//! 2x over hours, rounds seconds apart measure the host, not the tracer. Each cycle runs off,
+//! full, floor, floor, full, off, where "floor" is a second capture hooking only execve (openat
+//! then pays only the kernel's dispatch to a program that returns at its first load). Figures are
+//! medians over cycles of (mean traced - mean untraced) ns/call, with their interquartile range.
 //!
-//! The calls come from a child process (observer never watches its own), which runs each batch
-//! when told to over a pipe, so the timing loop holds nothing but the calls.
-//!
-//! Afterwards it checks that every watched failing call made while attached was counted, so the
-//! "watched" figure is known to include the full capture path.
+//! A last pass reads the kernel's run-time accounting of the hook, and the run ends by checking
+//! that every watched failing call made while attached was counted, so the "watched" figure is
+//! known to include the full capture path.
 
 use std::ffi::CStr;
 use std::io::{BufRead, BufReader, Write};
