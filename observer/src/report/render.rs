@@ -175,13 +175,24 @@ struct Cells {
     path: String,
 }
 
+/// The path as a table shows it. An empty one would be an empty cell: it is named instead (the
+/// kernel could not read the caller's pointer, EFAULT, or the caller passed "", which fails with
+/// ENOENT and is a real bug worth seeing).
+fn path_text(f: &Failure) -> String {
+    match (f.path.is_empty(), f.errno) {
+        (false, _) => escape_path(&f.path),
+        (true, libc::EFAULT) => "(path unreadable: bad pointer)".to_string(),
+        (true, _) => "\"\" (empty path)".to_string(),
+    }
+}
+
 fn cells(r: &Ranked, max_comms: usize) -> Cells {
     let f = &r.failure;
-    let mut path = escape_path(&f.path);
+    let mut path = path_text(f);
     if f.truncated {
         path.push_str(" [truncated]");
     }
-    if f.unresolved {
+    if f.unresolved && !f.path.is_empty() {
         path.push_str(" [relative]");
     }
     Cells {
@@ -920,6 +931,23 @@ mod tests {
                 assert!(width_of(&plain) <= width, "{width}x{height}: {plain:?}");
             }
         }
+    }
+
+    #[test]
+    fn empty_paths_are_named_not_blank() {
+        let mut f = failure("/", libc::ENOENT, &[(Syscall::Openat, 1)]);
+        f.path = Vec::new();
+        f.unresolved = true;
+        assert_eq!(path_text(&f), "\"\" (empty path)");
+        f.errno = libc::EFAULT;
+        let r = Ranked {
+            rank: 1,
+            failure: f,
+            score: 1.0,
+            reasons: vec![],
+            hints: vec![],
+        };
+        assert_eq!(cells(&r, 3).path, "(path unreadable: bad pointer)");
     }
 
     #[test]
