@@ -245,6 +245,24 @@ pub struct Capture {
     cgroup_paths: Vec<PathBuf>,
 }
 
+/// Where `comm` sits in the running kernel's `task_struct`, for the BTF-typed hook to load it
+/// directly; 0 (use bpf_get_current_comm) without kernel BTF, or before Linux 5.11, which lacks
+/// bpf_get_current_task_btf (probed, not guessed from the version: distributions backport).
+fn task_comm_offset() -> u32 {
+    let helper = aya::sys::is_helper_supported(
+        aya::programs::ProgramType::RawTracePoint,
+        aya::sys::BpfHelper::BPF_FUNC_get_current_task_btf,
+    );
+    if !matches!(helper, Ok(true)) {
+        log::debug!("no bpf_get_current_task_btf ({helper:?}): comm read with a helper call");
+        return 0;
+    }
+    std::fs::read("/sys/kernel/btf/vmlinux")
+        .ok()
+        .and_then(|b| crate::kbtf::member_offset(&b, "task_struct", "comm"))
+        .unwrap_or(0)
+}
+
 /// Does this process have what loading BPF tracing programs needs?
 pub fn check_privilege() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
@@ -297,10 +315,7 @@ impl Capture {
             bail!("none of the requested syscalls exists on this kernel");
         }
         let mut config = filter.config(verbose, &attached);
-        config.task_comm_off = std::fs::read("/sys/kernel/btf/vmlinux")
-            .ok()
-            .and_then(|b| crate::kbtf::member_offset(&b, "task_struct", "comm"))
-            .unwrap_or(0);
+        config.task_comm_off = task_comm_offset();
         let log_level: u8 = if verbose { 0xff } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &config, true)
