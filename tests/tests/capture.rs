@@ -163,6 +163,39 @@ fn errnos_other_than_enoent_are_named() {
 }
 
 #[test]
+fn several_comms_match_whole_names_only() {
+    // The kernel compares a comm as two 8-byte words: names that share the first word, or differ
+    // only in their 15th byte, must still be told apart. All are the kernel's maximum, 15 bytes.
+    let n = std::process::id() % 10_000;
+    let a = format!("obsA{n:04}-xxxxxxx")[..15].to_string();
+    let b = format!("obsB{n:04}-yyyyyyy")[..15].to_string();
+    let same_first_word = format!("{}zzzzzzz", &a[..8]);
+    let last_byte_differs = format!("{}Q", &b[..14]);
+    let obs = Observer::start(&["--comm", &a, "--comm", &b]);
+    for (comm, name) in [
+        (&a, "a"),
+        (&b, "b"),
+        (&same_first_word, "first-word"),
+        (&last_byte_differs, "last-byte"),
+    ] {
+        failer(&[
+            "--comm",
+            comm,
+            &format!("openat:{}", missing(&format!("comm-{name}"))),
+        ]);
+    }
+    let report = obs.stop();
+    row(&report, missing("comm-a").as_bytes(), "ENOENT");
+    row(&report, missing("comm-b").as_bytes(), "ENOENT");
+    for name in ["first-word", "last-byte"] {
+        assert!(
+            rows_for(&report, missing(&format!("comm-{name}")).as_bytes()).is_empty(),
+            "{name}: {report:#}"
+        );
+    }
+}
+
+#[test]
 fn an_open_interrupted_by_a_signal_is_not_a_failing_file() {
     // At sys_exit the kernel still holds -ERESTARTSYS (512), which the process never sees: it
     // gets EINTR, or a transparent restart. Neither says anything about the file.
