@@ -190,6 +190,9 @@ pub struct KernelStats {
     pub dirfd_lost: u64,
 }
 
+/// The running kernel's BTF.
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
 /// The syscall hook: one program on the raw sys_exit tracepoint, BTF-typed or plain.
 const SYS_EXIT_BTF: &str = "observer_sys_exit";
 const SYS_EXIT_RAW: &str = "observer_sys_exit_raw";
@@ -248,7 +251,7 @@ pub struct Capture {
 /// Where `comm` sits in the running kernel's `task_struct`, for the BTF-typed hook to load it
 /// directly; 0 (use bpf_get_current_comm) without kernel BTF, or before Linux 5.11, which lacks
 /// bpf_get_current_task_btf (probed, not guessed from the version: distributions backport).
-fn task_comm_offset() -> u32 {
+fn task_comm_offset(kernel_btf: &[u8]) -> u32 {
     let helper = aya::sys::is_helper_supported(
         aya::programs::ProgramType::RawTracePoint,
         aya::sys::BpfHelper::BPF_FUNC_get_current_task_btf,
@@ -257,10 +260,7 @@ fn task_comm_offset() -> u32 {
         log::debug!("no bpf_get_current_task_btf ({helper:?}): comm read with a helper call");
         return 0;
     }
-    std::fs::read("/sys/kernel/btf/vmlinux")
-        .ok()
-        .and_then(|b| crate::kbtf::member_offset(&b, "task_struct", "comm"))
-        .unwrap_or(0)
+    crate::kbtf::member_offset(kernel_btf, "task_struct", "comm").unwrap_or(0)
 }
 
 /// Does this process have what loading BPF tracing programs needs?
@@ -314,8 +314,17 @@ impl Capture {
         if attached.is_empty() {
             bail!("none of the requested syscalls exists on this kernel");
         }
+        // The kernel's BTF, read once: the comm offset comes from it and the BTF-typed hook is
+        // loaded against it. Without it (or with OBSERVER_RAW_TRACEPOINTS=1, which forces the
+        // fallback so it can be tested on a kernel with BTF) the plain raw tracepoint is used.
+        let force_raw = std::env::var_os("OBSERVER_RAW_TRACEPOINTS").is_some_and(|v| v == "1");
+        let kernel_btf = if force_raw {
+            None
+        } else {
+            std::fs::read(KERNEL_BTF).ok()
+        };
         let mut config = filter.config(verbose, &attached);
-        config.task_comm_off = task_comm_offset();
+        config.task_comm_off = kernel_btf.as_deref().map_or(0, task_comm_offset);
         let log_level: u8 = if verbose { 0xff } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &config, true)
@@ -366,7 +375,7 @@ impl Capture {
             .into_iter()
             .map(|s| (s, "no such syscall on this kernel".to_string()))
             .collect();
-        cap.attach_syscalls()?;
+        cap.attach_syscalls(kernel_btf.as_deref())?;
         let events: RingBuf<MapData> = cap
             .ebpf
             .take_map(MAP_EVENTS)
@@ -392,11 +401,10 @@ impl Capture {
     /// Loads and attaches the raw syscall exit hook: BTF-typed when the kernel has BTF
     /// (registers read with plain loads), else the plain raw tracepoint variant
     /// (bpf_probe_read_kernel).
-    fn attach_syscalls(&mut self) -> Result<()> {
-        // OBSERVER_RAW_TRACEPOINTS=1 forces the fallback (to test it on a kernel with BTF).
-        let force_raw = std::env::var_os("OBSERVER_RAW_TRACEPOINTS").is_some_and(|v| v == "1");
-        if !force_raw && Path::new("/sys/kernel/btf/vmlinux").exists() {
-            let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
+    fn attach_syscalls(&mut self, kernel_btf: Option<&[u8]>) -> Result<()> {
+        if let Some(raw) = kernel_btf {
+            let btf =
+                Btf::parse(raw, aya::Endianness::default()).context("reading the kernel's BTF")?;
             self.program::<BtfTracePoint>(SYS_EXIT_BTF)?
                 .load("sys_exit", &btf)
                 .map_err(|e| explain_load_error(anyhow::Error::from(e)))
