@@ -246,28 +246,15 @@ impl Store {
             let k = (i.path.clone(), i.errno);
             let first = clock.wall(e.first_ns);
             let last = clock.wall(e.last_ns);
-            let f = rows.entry(k.clone()).or_insert_with(|| Failure {
-                path: i.path.clone(),
-                errno: i.errno,
-                count: 0,
-                syscalls: BTreeMap::new(),
-                open_flags: 0,
-                first_seen: first,
-                last_seen: last,
-                comms: BTreeSet::new(),
-                creds: BTreeSet::new(),
-                pids: BTreeSet::new(),
-                pid_count: 0,
-                truncated: false,
-                unresolved: false,
-            });
-            f.count += count;
-            *f.syscalls.entry(i.syscall).or_insert(0) += count;
-            if i.syscall.intent() == observer_common::Intent::Open {
-                f.open_flags |= i.flags;
-            }
-            f.first_seen = f.first_seen.min(first);
-            f.last_seen = f.last_seen.max(last);
+            let f = rows
+                .entry(k.clone())
+                .or_insert_with(|| Failure::new(i.path.clone(), i.errno, first, last));
+            let open_flags = if i.syscall.intent() == observer_common::Intent::Open {
+                i.flags
+            } else {
+                0
+            };
+            f.add_calls(i.syscall, count, open_flags, first, last);
             f.comms.insert(i.comm.clone());
             f.creds.insert((i.uid, i.gid));
             if f.pids.len() < PID_SAMPLE {

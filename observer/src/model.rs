@@ -40,6 +40,42 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A row with no calls yet, first and last seen as given; `add_calls` fills it.
+    pub fn new(path: Vec<u8>, errno: i32, first_seen: SystemTime, last_seen: SystemTime) -> Self {
+        Failure {
+            path,
+            errno,
+            count: 0,
+            syscalls: BTreeMap::new(),
+            open_flags: 0,
+            first_seen,
+            last_seen,
+            comms: BTreeSet::new(),
+            creds: BTreeSet::new(),
+            pids: BTreeSet::new(),
+            pid_count: 0,
+            truncated: false,
+            unresolved: false,
+        }
+    }
+
+    /// Counts `count` more failing calls of `syscall` seen between `first` and `last`, with
+    /// `open_flags` (0 for calls that are not opens).
+    pub fn add_calls(
+        &mut self,
+        syscall: Syscall,
+        count: u64,
+        open_flags: u64,
+        first: SystemTime,
+        last: SystemTime,
+    ) {
+        self.count += count;
+        *self.syscalls.entry(syscall).or_insert(0) += count;
+        self.open_flags |= open_flags;
+        self.first_seen = self.first_seen.min(first);
+        self.last_seen = self.last_seen.max(last);
+    }
+
     pub fn intents(&self) -> BTreeSet<IntentKey> {
         self.syscalls
             .keys()

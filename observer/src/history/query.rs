@@ -113,29 +113,11 @@ pub fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Failure>, D
         .map_err(sql("reading failures"))?;
         let (f, pids) = rows.entry((path.clone(), errno)).or_insert_with(|| {
             (
-                Failure {
-                    path,
-                    errno,
-                    count: 0,
-                    syscalls: BTreeMap::new(),
-                    open_flags: 0,
-                    first_seen: time_of_ms(first),
-                    last_seen: time_of_ms(last),
-                    comms: BTreeSet::new(),
-                    creds: BTreeSet::new(),
-                    pids: BTreeSet::new(),
-                    pid_count: 0,
-                    truncated: false,
-                    unresolved: false,
-                },
+                Failure::new(path, errno, time_of_ms(first), time_of_ms(last)),
                 BTreeSet::new(),
             )
         });
-        f.count += count;
-        *f.syscalls.entry(syscall).or_insert(0) += count;
-        f.open_flags |= flags;
-        f.first_seen = f.first_seen.min(time_of_ms(first));
-        f.last_seen = f.last_seen.max(time_of_ms(last));
+        f.add_calls(syscall, count, flags, time_of_ms(first), time_of_ms(last));
         f.comms.insert(comm);
         f.creds.insert((uid, gid));
         f.truncated |= status & BUCKET_TRUNCATED != 0;
