@@ -175,6 +175,21 @@ struct Cells {
     path: String,
 }
 
+impl Cells {
+    /// The column titles, for the table and the live view.
+    fn header() -> Cells {
+        Cells {
+            rank: "RANK".into(),
+            score: "SCORE".into(),
+            count: "COUNT".into(),
+            errno: "ERRNO".into(),
+            syscalls: "SYSCALLS".into(),
+            comms: "COMMS".into(),
+            path: "PATH".into(),
+        }
+    }
+}
+
 /// The path as a table shows it. An empty one would be an empty cell: it is named instead (the
 /// kernel could not read the caller's pointer, EFAULT, or the caller passed "", which fails with
 /// ENOENT and is a real bug worth seeing).
@@ -223,15 +238,7 @@ pub fn table(ranked: &[Ranked], totals: &Totals, top: Option<usize>, opts: &Tabl
         .iter()
         .map(|r| cells(r, opts.max_comms))
         .collect();
-    let head = Cells {
-        rank: "RANK".into(),
-        score: "SCORE".into(),
-        count: "COUNT".into(),
-        errno: "ERRNO".into(),
-        syscalls: "SYSCALLS".into(),
-        comms: "COMMS".into(),
-        path: "PATH".into(),
-    };
+    let head = Cells::header();
     let w = |get: fn(&Cells) -> &String| {
         rows.iter()
             .chain(std::iter::once(&head))
@@ -370,15 +377,7 @@ pub fn live_frame(
                 s.push_str(&truncate_middle(&c.path, wp));
                 s
             };
-            let header = Cells {
-                rank: "RANK".into(),
-                score: "SCORE".into(),
-                count: "COUNT".into(),
-                errno: "ERRNO".into(),
-                syscalls: "SYSCALLS".into(),
-                comms: "COMMS".into(),
-                path: "PATH".into(),
-            };
+            let header = Cells::header();
             lines.push(truncate_end(&row(&header), width));
             // Rows first; spare lines show the top rows' first hint (or reasons).
             let avail = height - lines.len();
