@@ -551,47 +551,32 @@ mod tests {
     fn eacces_open_beats_enoent_probe() {
         let t = TempDir::new();
         t.write("etc/app/config.php", "");
-        t.chmod("etc/app/config.php", 0o600);
-        let mut denied = failure(
-            &t.abs("etc/app/config.php"),
-            libc::EACCES,
-            &[(Syscall::Openat, 1)],
-        );
-        denied.creds = [(65534, 65534)].into();
-        let probe = failure(
-            &t.abs("etc/app/local.php"),
-            libc::ENOENT,
-            &[(Syscall::Newfstatat, 1000)],
-        );
-        let r = rank(vec![probe, denied], &ctx(), &env(&t));
-        assert_eq!(
-            position(&r, &t.abs("etc/app/config.php")),
-            0,
-            "{}",
-            dump(&r)
-        );
-        assert!(r[0].reasons.contains(&"permission denied".to_string()));
-        assert!(r[0].reasons.contains(&"denied by permissions".to_string()));
-        // Even with permissions that allow access now, the EACCES open stays first.
-        t.chmod("etc/app/config.php", 0o644);
-        let mut denied = failure(
-            &t.abs("etc/app/config.php"),
-            libc::EACCES,
-            &[(Syscall::Openat, 1)],
-        );
-        denied.creds = [(65534, 65534)].into();
-        let probe = failure(
-            &t.abs("etc/app/local.php"),
-            libc::ENOENT,
-            &[(Syscall::Newfstatat, 1000)],
-        );
-        let r = rank(vec![probe, denied], &ctx(), &env(&t));
-        assert_eq!(
-            position(&r, &t.abs("etc/app/config.php")),
-            0,
-            "{}",
-            dump(&r)
-        );
+        // 0600: denied now. 0644: permissions allow access now; the EACCES open stays first.
+        for mode in [0o600, 0o644] {
+            t.chmod("etc/app/config.php", mode);
+            let mut denied = failure(
+                &t.abs("etc/app/config.php"),
+                libc::EACCES,
+                &[(Syscall::Openat, 1)],
+            );
+            denied.creds = [(65534, 65534)].into();
+            let probe = failure(
+                &t.abs("etc/app/local.php"),
+                libc::ENOENT,
+                &[(Syscall::Newfstatat, 1000)],
+            );
+            let r = rank(vec![probe, denied], &ctx(), &env(&t));
+            assert_eq!(
+                position(&r, &t.abs("etc/app/config.php")),
+                0,
+                "mode {mode:o}: {}",
+                dump(&r)
+            );
+            if mode == 0o600 {
+                assert!(r[0].reasons.contains(&"permission denied".to_string()));
+                assert!(r[0].reasons.contains(&"denied by permissions".to_string()));
+            }
+        }
     }
 
     #[test]
