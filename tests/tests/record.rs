@@ -19,6 +19,16 @@ fn missing(name: &str) -> String {
     format!("{MISSING_DIR}/{name}")
 }
 
+/// The host:port a recorder started with `--metrics 127.0.0.1:0` says it serves on.
+fn metrics_addr(obs: &mut Observer) -> String {
+    let line = obs.wait_stderr("metrics on http://", Duration::from_secs(5));
+    line.split("metrics on http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .expect("address")
+        .to_string()
+}
+
 fn record(comm: &str, db: &str, extra: &[&str]) -> Observer {
     let mut args = vec![
         "record",
@@ -505,13 +515,7 @@ fn metrics_are_served_as_openmetrics_that_a_strict_parser_accepts() {
         &db,
         &["--metrics", "127.0.0.1:0", "--metrics-top", "5"],
     );
-    let line = obs.wait_stderr("metrics on http://", Duration::from_secs(5));
-    let addr = line
-        .split("metrics on http://")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .expect("address")
-        .to_string();
+    let addr = metrics_addr(&mut obs);
     failer(&["--comm", &comm, "--repeat", "4", &format!("openat:{path}")]);
     failer(&[
         "--comm",
@@ -766,13 +770,7 @@ fn idle_keys_are_forgotten_and_counted_again_from_their_next_failure() {
         &db,
         &["--evict-after", "1s", "--metrics", "127.0.0.1:0"],
     );
-    let line = obs.wait_stderr("metrics on http://", Duration::from_secs(5));
-    let addr = line
-        .split("metrics on http://")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .expect("address")
-        .to_string();
+    let addr = metrics_addr(&mut obs);
     let tracked = || {
         let (_, _, body) = http_get(&addr, "/metrics");
         let s = parse_openmetrics(&body);
