@@ -150,8 +150,9 @@ fn watched<const BTF: bool>() -> Option<u64> {
         return None;
     }
     if flags & FILTER_CGROUP != 0 {
-        // SAFETY: as above.
+        // SAFETY: a helper call without arguments.
         let cg = unsafe { bpf_get_current_cgroup_id() };
+        // SAFETY: the value is not kept past the lookup.
         unsafe { CGROUPS.get(cg) }?;
     }
     (flags & (FILTER_COMM | FILTER_PID | FILTER_CGROUP) != 0).then_some(pid_tgid)
@@ -377,7 +378,11 @@ fn record<C: EbpfContext>(ctx: &C, inf: &Call, pid_tgid: u64, errno: u32) {
             if !emit(buf, &key, inf, pid_tgid, now, len, status) {
                 // The path never reached userspace: undo the key so its next failure retries,
                 // and count what it held as lost.
-                let held = AGG.get_ptr(key).map(|v| unsafe { (*v).count }).unwrap_or(1);
+                let held = AGG
+                    .get_ptr(key)
+                    // SAFETY: `v` points into the map value we inserted just before.
+                    .map(|v| unsafe { (*v).count })
+                    .unwrap_or(1);
                 let _ = AGG.remove(key);
                 stat_add(Stat::Lost, held);
                 if cfg_flags() & CONFIG_VERBOSE != 0 {
@@ -602,7 +607,7 @@ fn sys_exit<C: EbpfContext, const BTF: bool>(
 /// registers and the return value, with no perf record built first (the per-syscall tracepoints
 /// build one for every call, measured at hundreds of ns here).
 #[btf_tracepoint(function = "sys_exit")]
-pub fn observer_sys_exit(ctx: BtfTracePointContext) -> i32 {
+pub(crate) fn observer_sys_exit(ctx: BtfTracePointContext) -> i32 {
     let r: *const PtRegs = ctx.arg(0);
     // SAFETY: a BTF pointer to the task's saved registers; the verifier checks each load.
     let id = unsafe { (*r).orig_ax };
@@ -620,7 +625,7 @@ pub fn observer_sys_exit(ctx: BtfTracePointContext) -> i32 {
 
 /// The same for kernels without BTF: the registers are read with bpf_probe_read_kernel.
 #[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn observer_sys_exit_raw(ctx: RawTracePointContext) -> i32 {
+pub(crate) fn observer_sys_exit_raw(ctx: RawTracePointContext) -> i32 {
     let regs: *const PtRegs = ctx.arg(0);
     // SAFETY: the helper validates the kernel pointer.
     let Ok(id) = (unsafe { bpf_probe_read_kernel(&raw const (*regs).orig_ax) }) else {
@@ -636,7 +641,7 @@ pub fn observer_sys_exit_raw(ctx: RawTracePointContext) -> i32 {
 
 /// `--pid` follows descendants: a child of a watched process is watched from its first call.
 #[tracepoint]
-pub fn observer_fork(ctx: TracePointContext) -> u32 {
+pub(crate) fn observer_fork(ctx: TracePointContext) -> u32 {
     if cfg_flags() & FILTER_PID == 0 {
         return 0;
     }
@@ -658,7 +663,7 @@ pub fn observer_fork(ctx: TracePointContext) -> u32 {
 /// `--pid`: a thread or process is exiting; forget it if it was followed, so a reused pid is not
 /// watched.
 #[tracepoint]
-pub fn observer_exit(ctx: TracePointContext) -> u32 {
+pub(crate) fn observer_exit(ctx: TracePointContext) -> u32 {
     if cfg_flags() & FILTER_PID == 0 {
         return 0;
     }

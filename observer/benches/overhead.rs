@@ -17,6 +17,11 @@
 //! that every watched failing call made while attached was counted, so the "watched" figure is
 //! known to include the full capture path.
 
+#![expect(
+    unused_crate_dependencies,
+    reason = "the benchmark drives the library's capture; the package's other dependencies are the library's"
+)]
+
 use std::ffi::CStr;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};

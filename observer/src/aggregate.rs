@@ -1,126 +1,17 @@
-//! Stage 3: the userspace side of aggregation. Each in-kernel key (path hash, tgid, errno,
-//! syscall, dirfd) is learned from its first ring-buffer record (full path, comm, uid, ...); its
-//! count and timestamps come from the kernel's `AGG` map. Rows for the report are the keys grouped
-//! by (absolute path, errno).
+//! Stage 3: aggregate (the ad-hoc mode). Each in-kernel key (path hash, tgid, errno, syscall,
+//! dirfd) is learned from its first ring-buffer record, resolved in stage 2; its count and
+//! timestamps come from the kernel's `AGG` map. Rows for the report are the keys grouped by
+//! (absolute path, errno).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use observer_common::{
-    AT_FDCWD, AggKey, AggVal, STATUS_DIRFD, STATUS_TRUNCATED, STATUS_UNAGGREGATED, Syscall,
-};
+use bytes::Bytes;
+use observer_common::{AggKey, AggVal, STATUS_UNAGGREGATED};
 
-use crate::capture::{KernelStats, Sighting};
+use crate::capture::{Clock, KernelStats, Sighting};
 use crate::model::{Failure, PID_SAMPLE, Totals};
-use crate::resolve::resolve_with;
-
-/// How many (process, fd) -> directory entries the store remembers.
-const DIRFDS_MAX: usize = 16384;
-
-/// Converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to wall-clock time.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    mono_ns: u64,
-    wall: SystemTime,
-}
-
-impl Clock {
-    pub fn now() -> Clock {
-        Clock {
-            mono_ns: monotonic_ns(),
-            wall: SystemTime::now(),
-        }
-    }
-
-    /// A fixed pairing, for tests.
-    pub fn fixed(mono_ns: u64, wall: SystemTime) -> Clock {
-        Clock { mono_ns, wall }
-    }
-
-    pub fn wall(&self, mono_ns: u64) -> SystemTime {
-        if mono_ns >= self.mono_ns {
-            self.wall + Duration::from_nanos(mono_ns - self.mono_ns)
-        } else {
-            self.wall
-                .checked_sub(Duration::from_nanos(self.mono_ns - mono_ns))
-                .unwrap_or(self.wall)
-        }
-    }
-}
-
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// What the first record of a key told us.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyInfo {
-    pub path: Vec<u8>,
-    pub raw_path: Vec<u8>,
-    pub unresolved: bool,
-    pub truncated: bool,
-    pub syscall: Syscall,
-    pub errno: i32,
-    pub tgid: u32,
-    pub tid: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub comm: String,
-    pub flags: u64,
-}
-
-/// Makes records' paths absolute and turns them into [`KeyInfo`]s: from the directory opens the
-/// kernel reports (`STATUS_DIRFD` records, which are not failures), else from /proc. Shared by
-/// the ad-hoc store and `record`.
-#[derive(Default)]
-pub struct Resolver {
-    /// Directories watched processes opened, by (tgid, fd), as absolute paths.
-    dirfds: HashMap<(u32, i32), Vec<u8>>,
-}
-
-impl Resolver {
-    /// The KeyInfo of a failure record; `None` for a directory open (remembered) or a record
-    /// this observer cannot read.
-    pub fn key_info(&mut self, s: &Sighting) -> Option<KeyInfo> {
-        let h = &s.hdr;
-        let syscall = Syscall::from_u32(h.key.syscall)?;
-        let dir = if h.key.dfd == AT_FDCWD {
-            None
-        } else {
-            self.dirfds.get(&(h.key.tgid, h.key.dfd)).map(Vec::as_slice)
-        };
-        let r = resolve_with(h.key.tgid, h.tid, h.key.dfd, &s.path, dir);
-        if h.status & STATUS_DIRFD != 0 {
-            if !r.unresolved {
-                if self.dirfds.len() >= DIRFDS_MAX {
-                    self.dirfds.clear();
-                }
-                self.dirfds.insert((h.key.tgid, h.aux as i32), r.path);
-            }
-            return None;
-        }
-        Some(KeyInfo {
-            path: r.path,
-            raw_path: s.path.clone(),
-            unresolved: r.unresolved,
-            truncated: h.status & STATUS_TRUNCATED != 0,
-            syscall,
-            errno: h.key.errno as i32,
-            tgid: h.key.tgid,
-            tid: h.tid,
-            uid: h.uid,
-            gid: h.gid,
-            comm: s.comm(),
-            flags: h.flags,
-        })
-    }
-}
+use crate::resolve::{KeyInfo, Resolver};
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -149,42 +40,26 @@ impl Entry {
 
 /// A failure observer had not seen before: the first sighting of a new (path, errno).
 #[derive(Clone, Debug)]
-pub struct NewFailure {
-    pub info: KeyInfo,
-    pub time: SystemTime,
+pub(crate) struct NewFailure {
+    pub(crate) info: KeyInfo,
+    pub(crate) time: SystemTime,
 }
 
+/// What the ad-hoc mode has seen.
 #[derive(Default)]
-pub struct Store {
+pub(crate) struct Store {
     keys: HashMap<AggKey, Entry>,
     /// Failures that arrived one by one because the kernel aggregate was full.
-    singles: HashMap<(Vec<u8>, i32, u32, u32), Entry>,
-    rows_seen: HashSet<(Vec<u8>, i32)>,
+    singles: HashMap<(Bytes, i32, u32, u32), Entry>,
+    rows_seen: HashSet<(Bytes, i32)>,
     resolver: Resolver,
-    pub kernel: KernelStats,
-    /// Records that did not decode (should stay 0).
-    pub bad_records: u64,
+    /// The kernel's counters at the last poll.
+    pub(crate) kernel: KernelStats,
 }
 
 impl Store {
-    pub fn new() -> Store {
-        Store::default()
-    }
-
     /// Takes one ring-buffer record. Returns the failure when its (path, errno) is new.
-    pub fn on_record(&mut self, buf: &[u8], clock: &Clock) -> Option<NewFailure> {
-        let s = match Sighting::decode(buf) {
-            Ok(s) => s,
-            Err(e) => {
-                log::warn!("{e:#}");
-                self.bad_records += 1;
-                return None;
-            }
-        };
-        self.on_sighting(&s, clock)
-    }
-
-    pub fn on_sighting(&mut self, s: &Sighting, clock: &Clock) -> Option<NewFailure> {
+    pub(crate) fn on_sighting(&mut self, s: &Sighting, clock: &Clock) -> Option<NewFailure> {
         let h = &s.hdr;
         let info = self.resolver.key_info(s)?;
         let row = (info.path.clone(), info.errno);
@@ -222,7 +97,7 @@ impl Store {
 
     /// Takes the kernel's current counts, read at `now_ns` (monotonic). Keys whose first record
     /// has not been read yet are left for the next call.
-    pub fn update_counts(&mut self, agg: &[(AggKey, AggVal)], now_ns: u64) {
+    pub(crate) fn update_counts(&mut self, agg: &[(AggKey, AggVal)], now_ns: u64) {
         for (k, v) in agg {
             if let Some(e) = self.keys.get_mut(k)
                 && v.count > e.count
@@ -234,9 +109,9 @@ impl Store {
     }
 
     /// The deduplicated rows: every key grouped by (path, errno).
-    pub fn failures(&self, clock: &Clock) -> Vec<Failure> {
-        let mut rows: BTreeMap<(Vec<u8>, i32), Failure> = BTreeMap::new();
-        let mut pidsets: HashMap<(Vec<u8>, i32), BTreeSet<u32>> = HashMap::new();
+    pub(crate) fn failures(&self, clock: &Clock) -> Vec<Failure> {
+        let mut rows: BTreeMap<(Bytes, i32), Failure> = BTreeMap::new();
+        let mut pidsets: HashMap<(Bytes, i32), BTreeSet<u32>> = HashMap::new();
         for e in self.keys.values().chain(self.singles.values()) {
             let count = e.base + e.count;
             if count == 0 {
@@ -270,7 +145,7 @@ impl Store {
         rows.into_values().collect()
     }
 
-    pub fn totals(&self, failures: &[Failure]) -> Totals {
+    pub(crate) fn totals(&self, failures: &[Failure]) -> Totals {
         Totals {
             failures: failures.iter().map(|f| f.count).sum(),
             distinct: failures.len() as u64,
@@ -288,46 +163,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use observer_common::{COMM_LEN, EventHeader};
-
-    fn sighting(
-        path: &[u8],
-        tgid: u32,
-        errno: u32,
-        sys: Syscall,
-        hash: u64,
-        status: u32,
-    ) -> Sighting {
-        let mut comm = [0u8; COMM_LEN];
-        comm[..7].copy_from_slice(b"apache2");
-        Sighting {
-            hdr: EventHeader {
-                key: AggKey {
-                    path_hash: hash,
-                    tgid,
-                    errno,
-                    syscall: sys as u32,
-                    dfd: 0,
-                },
-                ts_ns: 1_000,
-                flags: 0,
-                aux: 0,
-                tid: tgid,
-                uid: 33,
-                gid: 33,
-                path_len: path.len() as u32,
-                status,
-                _pad: 0,
-                comm,
-            },
-            path: path.to_vec(),
-        }
-    }
+    use crate::testutil::sighting;
+    use observer_common::{AT_FDCWD, STATUS_DIRFD, Syscall};
 
     #[test]
     fn groups_keys_by_path_and_errno_with_syscall_breakdown() {
         let clock = Clock::fixed(0, SystemTime::UNIX_EPOCH);
-        let mut st = Store::new();
+        let mut st = Store::default();
         let a = sighting(b"/x", 10, 2, Syscall::Openat, 1, 0);
         let b = sighting(b"/x", 11, 2, Syscall::Newfstatat, 2, 0);
         let c = sighting(b"/x", 10, 13, Syscall::Openat, 3, 0);
@@ -377,7 +219,7 @@ mod tests {
     #[test]
     fn dirfd_relative_failures_resolve_from_recorded_directory_opens() {
         let clock = Clock::fixed(0, SystemTime::UNIX_EPOCH);
-        let mut st = Store::new();
+        let mut st = Store::default();
         // A process that is gone: /proc cannot help, the recorded opens must.
         let tgid = u32::MAX - 7;
         let mut root = sighting(b"/run", tgid, 0, Syscall::Openat, 0, STATUS_DIRFD);
@@ -394,7 +236,7 @@ mod tests {
         let mut fail = sighting(b"userdb", tgid, 2, Syscall::Openat, 9, 0);
         fail.hdr.key.dfd = 6;
         let new = st.on_sighting(&fail, &clock).expect("new failure");
-        assert_eq!(new.info.path, b"/run/systemd/userdb");
+        assert_eq!(new.info.path, &b"/run/systemd/userdb"[..]);
         assert!(!new.info.unresolved);
         assert_eq!(st.failures(&clock).len(), 1);
     }
@@ -402,7 +244,7 @@ mod tests {
     #[test]
     fn unaggregated_records_count_one_each_and_reseen_keys_keep_their_history() {
         let clock = Clock::fixed(0, SystemTime::UNIX_EPOCH);
-        let mut st = Store::new();
+        let mut st = Store::default();
         let s = sighting(b"/o", 1, 2, Syscall::Access, 7, STATUS_UNAGGREGATED);
         for _ in 0..5 {
             st.on_sighting(&s, &clock);
@@ -432,8 +274,8 @@ mod tests {
             3_000,
         );
         let rows = st.failures(&clock);
-        let o = rows.iter().find(|f| f.path == b"/o").unwrap();
-        let kk = rows.iter().find(|f| f.path == b"/k").unwrap();
+        let o = rows.iter().find(|f| f.path == b"/o"[..]).unwrap();
+        let kk = rows.iter().find(|f| f.path == b"/k"[..]).unwrap();
         assert_eq!(o.count, 5);
         assert_eq!(kk.count, 42);
     }

@@ -138,7 +138,7 @@ const NAMES: &[(i32, &str)] = &[
 const ALIASES: &[(&str, i32)] = &[("EWOULDBLOCK", 11), ("EDEADLOCK", 35)];
 
 /// "ENOENT" for 2; "E123" for a value with no name.
-pub fn name(errno: i32) -> String {
+pub(crate) fn name(errno: i32) -> String {
     NAMES
         .iter()
         .find(|(v, _)| *v == errno)
@@ -147,7 +147,7 @@ pub fn name(errno: i32) -> String {
 }
 
 /// Parses "ENOENT", "enoent", or "2".
-pub fn parse(s: &str) -> Option<i32> {
+pub(crate) fn parse(s: &str) -> Option<i32> {
     let s = s.trim();
     if let Ok(v) = s.parse::<i32>() {
         return (v > 0 && v < 4096).then_some(v);
@@ -158,16 +158,6 @@ pub fn parse(s: &str) -> Option<i32> {
         .find(|(_, n)| *n == up)
         .map(|(v, _)| *v)
         .or_else(|| ALIASES.iter().find(|(n, _)| *n == up).map(|(_, v)| *v))
-}
-
-/// What the errno means, in the words of strerror(3).
-pub fn describe(errno: i32) -> String {
-    std::io::Error::from_raw_os_error(errno)
-        .to_string()
-        .split(" (os error")
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[cfg(test)]
@@ -185,6 +175,5 @@ mod tests {
         assert_eq!(parse("EWOULDBLOCK"), Some(11));
         assert_eq!(parse("ENOPE"), None);
         assert_eq!(parse("0"), None);
-        assert_eq!(describe(2), "No such file or directory");
     }
 }

@@ -1,39 +1,119 @@
 //! observer: which files is my server failing to open or stat? Ranked, explained.
 //!
-//! Stages, in the order data flows: `capture` (load/attach the eBPF program, read the ring buffer
-//! and the in-kernel aggregate) -> `resolve` (relative paths made absolute) -> `aggregate`
-//! (dedupe by path and errno) -> `report` (rank, hints, render).
+//! A failing call goes through these stages, in this order (each module's documentation starts
+//! with its number):
 //!
-//! Continuous mode (`observer record`) reuses capture and report: `record` runs the capture loop
-//! into `history` (per-minute buckets in SQLite, read back by `observer report`/`timeline`),
-//! `metrics` serves the fleet export, `config` reads the configuration file.
+//! 1. [`capture`]: the eBPF program filters and counts failing calls of the watched processes in
+//!    the kernel and sends each key's first sighting over a ring buffer; the session reads the
+//!    records and polls the counts.
+//! 2. [`resolve`]: relative and dirfd-relative paths made absolute, each key's record turned
+//!    into what the next stage keeps.
+//! 3. [`aggregate`]: the ad-hoc mode's store, one row per (path, errno). `observer record` keeps
+//!    per-minute deltas instead ([`history::bucket`]).
+//! 4. [`report`]: what the live filesystem says about each row (hints), a transparent score, the
+//!    culprit first.
+//! 5. [`render`]: the table, the live view and JSON that the operator reads.
+//! 6. [`history`]: what `observer record` writes to SQLite, and `report`/`timeline` read back.
+//!
+//! Around them: [`cli`], the flag layer, converts the command line into plain settings; [`cmd`]
+//! holds one loop per command; [`service`] the recorder's configuration file, `/metrics` and
+//! systemd notification; [`model`] the rows the stages hand on. Leaves several stages share:
+//! [`values`] (the syntax of durations, sizes, times...), [`errno`], [`escape`], [`time`],
+//! [`ids`], [`files`].
+//!
+//! The library's only API is [`main`] (what the binary runs) and [`capture`] (what the benchmark
+//! drives); everything else is private to it, so the compiler sees what nothing uses.
 
-pub mod aggregate;
 pub mod capture;
-pub mod cli;
-pub mod config;
-pub mod errno;
-pub mod history;
-pub mod kbtf;
-pub mod metrics;
-pub mod model;
-pub mod output;
-pub mod record;
-pub mod report;
-pub mod resolve;
+
+mod aggregate;
+mod cli;
+mod cmd;
+mod errno;
+mod escape;
+mod files;
+mod history;
+mod ids;
+mod logging;
+mod model;
+mod render;
+mod report;
+mod resolve;
+mod service;
+mod time;
+mod values;
+
+#[cfg(test)]
+mod testutil;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use cli::Command;
+
+/// observer's `main`: parses the command line, sets up logging, runs the command. Errors are one
+/// line on standard error and exit status 1; usage errors exit with 2 (clap).
+pub fn main() -> ExitCode {
+    let cli = cli::parse();
+    let (style, verbose) = cli.logging();
+    logging::init(style, verbose);
+    match try_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            logging::fatal(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main(cli: cli::Cli) -> Result<()> {
+    match cli.into_command()? {
+        Command::Watch(s) => runtime()?.block_on(cmd::watch::run(s)),
+        Command::Record(s) => runtime()?.block_on(cmd::record::run(s)),
+        Command::Report(s) => cmd::report::run(&s).map(print),
+        Command::Timeline(s) => cmd::timeline::run(&s).map(print),
+    }
+}
+
+/// The capture commands' runtime: one thread, which owns the ring buffer and every timer.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn print(text: String) {
+    let mut o = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
+}
 
 #[cfg(test)]
 mod readme {
-    /// The README carries the scoring and JSON schema documentation verbatim (minus their own
-    /// heading), so it cannot drift from the code.
+    /// The README carries the scoring, JSON schema, history schema and metrics documentation
+    /// verbatim (minus their own heading), so it cannot drift from the code.
     #[test]
-    fn readme_documents_scoring_and_schema_as_the_code_does() {
+    fn readme_documents_what_the_code_does() {
         let readme = include_str!("../../README.md");
         for (name, doc) in [
-            ("SCORING_DOC", crate::report::SCORING_DOC),
-            ("JSON_SCHEMA_DOC", crate::report::JSON_SCHEMA_DOC),
+            ("the scoring doc", crate::report::score::scoring_doc()),
+            (
+                "JSON_SCHEMA_DOC",
+                crate::render::json::JSON_SCHEMA_DOC.to_string(),
+            ),
+            ("SCHEMA_DOC", crate::history::schema::SCHEMA_DOC.to_string()),
+            (
+                "METRICS_DOC",
+                crate::service::metrics::METRICS_DOC.to_string(),
+            ),
         ] {
-            let body = doc.split_once('\n').map_or(doc, |(_, rest)| rest).trim();
+            let body = doc
+                .split_once('\n')
+                .map_or(doc.as_str(), |(_, rest)| rest)
+                .trim();
             assert!(
                 readme.contains(body),
                 "README.md is out of date with {name}:\n{body}"

@@ -1,47 +1,57 @@
-//! The data the report stages work on: one deduplicated failure per (absolute path, errno), with
-//! everything the capture learned about it. Capture fills these; rank, hints and render read them.
+//! The data the stages hand on: one deduplicated failure per (absolute path, errno) with
+//! everything the capture learned about it ([`Failure`]), what the filesystem says about it
+//! ([`Hint`]), and the row the ranking makes of it ([`Ranked`], with its typed [`Reason`]s).
+//! Aggregation and the history fill `Failure`s; ranking, hints and rendering read them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::time::SystemTime;
 
-pub use observer_common::{Intent, Syscall};
+use bytes::Bytes;
+pub(crate) use observer_common::{Intent, Syscall};
 
 /// How many distinct pids a row keeps as a sample.
-pub const PID_SAMPLE: usize = 8;
+pub(crate) const PID_SAMPLE: usize = 8;
 
 /// One deduplicated failure: every failing call on `path` that returned `errno`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The path as the process named it, made absolute when observer could resolve it. Raw bytes:
-    /// a file name is attacker-controlled and need not be UTF-8.
-    pub path: Vec<u8>,
+    /// a file name is attacker-controlled and need not be UTF-8. Shared with the capture's record
+    /// (or the history's row), never copied.
+    pub(crate) path: Bytes,
     /// Positive errno value (2 = ENOENT).
-    pub errno: i32,
+    pub(crate) errno: i32,
     /// Total failing calls.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Calls per syscall.
-    pub syscalls: BTreeMap<Syscall, u64>,
+    pub(crate) syscalls: BTreeMap<Syscall, u64>,
     /// Union of the open flags of the failing open-family calls (O_ACCMODE bits, O_CREAT, ...).
-    pub open_flags: u64,
-    pub first_seen: SystemTime,
-    pub last_seen: SystemTime,
+    pub(crate) open_flags: u64,
+    pub(crate) first_seen: SystemTime,
+    pub(crate) last_seen: SystemTime,
     /// Process names (comm) that made the calls.
-    pub comms: BTreeSet<String>,
+    pub(crate) comms: BTreeSet<String>,
     /// (uid, gid) pairs of the calling processes.
-    pub creds: BTreeSet<(u32, u32)>,
+    pub(crate) creds: BTreeSet<(u32, u32)>,
     /// Up to PID_SAMPLE distinct tgids.
-    pub pids: BTreeSet<u32>,
+    pub(crate) pids: BTreeSet<u32>,
     /// Distinct tgids seen (may exceed the sample).
-    pub pid_count: u64,
+    pub(crate) pid_count: u64,
     /// The kernel cut the path at PATH_MAX.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
     /// A relative path that could not be made absolute (the process was gone): `path` is raw.
-    pub unresolved: bool,
+    pub(crate) unresolved: bool,
 }
 
 impl Failure {
     /// A row with no calls yet, first and last seen as given; `add_calls` fills it.
-    pub fn new(path: Vec<u8>, errno: i32, first_seen: SystemTime, last_seen: SystemTime) -> Self {
+    pub(crate) fn new(
+        path: Bytes,
+        errno: i32,
+        first_seen: SystemTime,
+        last_seen: SystemTime,
+    ) -> Self {
         Failure {
             path,
             errno,
@@ -61,7 +71,7 @@ impl Failure {
 
     /// Counts `count` more failing calls of `syscall` seen between `first` and `last`, with
     /// `open_flags` (0 for calls that are not opens).
-    pub fn add_calls(
+    pub(crate) fn add_calls(
         &mut self,
         syscall: Syscall,
         count: u64,
@@ -76,21 +86,22 @@ impl Failure {
         self.last_seen = self.last_seen.max(last);
     }
 
-    pub fn intents(&self) -> BTreeSet<IntentKey> {
+    pub(crate) fn intents(&self) -> BTreeSet<IntentKey> {
         self.syscalls
             .keys()
             .map(|s| IntentKey::from(s.intent()))
             .collect()
     }
 
-    pub fn path_lossy(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn path_lossy(&self) -> String {
         String::from_utf8_lossy(&self.path).into_owned()
     }
 }
 
 /// `Intent` with an order, for sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum IntentKey {
+pub(crate) enum IntentKey {
     Open,
     Stat,
     Access,
@@ -108,64 +119,283 @@ impl From<Intent> for IntentKey {
     }
 }
 
+/// What a capture watched: the JSON report's `filter`, and what the history keeps per session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct Watched {
+    /// The process names in effect (the default `apache2` when no selector was given).
+    pub(crate) comms: Vec<String>,
+    pub(crate) pids: Vec<u32>,
+    pub(crate) cgroups: Vec<String>,
+    pub(crate) all: bool,
+    /// Symbolic names (`ENOENT`).
+    pub(crate) errnos: Vec<String>,
+    pub(crate) syscalls: Vec<String>,
+}
+
 /// What the whole capture saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     /// Failing calls, all rows.
-    pub failures: u64,
+    pub(crate) failures: u64,
     /// Distinct (path, errno) rows.
-    pub distinct: u64,
+    pub(crate) distinct: u64,
     /// Failures the kernel could not deliver (ring buffer full).
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// Failures delivered one by one because the in-kernel aggregate was full (not lost).
-    pub overflow: u64,
+    pub(crate) overflow: u64,
     /// What else the kernel counted during a live capture; None for reports from history,
     /// which does not keep these.
-    pub capture: Option<CaptureCounters>,
+    pub(crate) capture: Option<CaptureCounters>,
 }
 
 /// Kernel counters of a live capture that are not failures but limit what the report can say.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CaptureCounters {
+pub(crate) struct CaptureCounters {
     /// Failing calls whose path pointer could not be read: counted, without a path.
-    pub unreadable_paths: u64,
+    pub(crate) unreadable_paths: u64,
     /// `--pid` descendants not followed because the pid map was full: their failures are unseen.
-    pub unfollowed_processes: u64,
+    pub(crate) unfollowed_processes: u64,
     /// Successful directory opens the ring buffer could not deliver: failures relative to those
     /// directories may stay unresolved.
-    pub lost_directory_opens: u64,
+    pub(crate) lost_directory_opens: u64,
 }
 
 /// The context ranking needs beyond the row itself.
 #[derive(Clone, Debug)]
-pub struct RankContext {
+pub(crate) struct RankContext {
     /// When capture began (ad-hoc) or the report window starts (history).
-    pub window_start: SystemTime,
+    pub(crate) window_start: SystemTime,
     /// When the report is made.
-    pub now: SystemTime,
+    pub(crate) now: SystemTime,
     /// Seconds after `window_start` during which a failure counts as "present from the start".
-    pub warmup_secs: u64,
+    pub(crate) warmup_secs: u64,
     /// History mode: (path, errno) pairs that failed before the window. `None` in ad-hoc mode.
-    pub baseline: Option<BTreeSet<(Vec<u8>, i32)>>,
+    pub(crate) baseline: Option<BTreeSet<(Bytes, i32)>>,
+}
+
+/// What a hint found. Its name (`as_str`) is the JSON `kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum HintKind {
+    /// A near-identical name in the same directory, or a corrected directory.
+    NearMatch,
+    /// A directory on the way does not exist.
+    ParentMissing,
+    /// The path exists now (transient, or fixed since).
+    ExistsNow,
+    /// A symlink on the way points to something missing.
+    DanglingSymlink,
+    /// The path belongs to an installed Debian package.
+    PackageFileMissing,
+    /// A missing library exists elsewhere on the loader's search path.
+    FoundElsewhere,
+    /// The mode bits of a node on the way deny the process.
+    PermissionDenied,
+    /// The mode bits allow the access now.
+    PermissionsAllow,
+    /// The denied path does not exist now.
+    MissingNow,
+    /// The executable is on a noexec mount.
+    NoexecMount,
+    /// No credentials were recorded, so permissions were not checked.
+    NoCredentials,
+    /// A file stands where the path needs a directory.
+    NotADirectory,
+    /// A symlink loop.
+    SymlinkLoop,
+    /// O_NOFOLLOW met a symlink.
+    NofollowSymlink,
+    /// The path resolves now (ENOTDIR, ELOOP).
+    ResolvesNow,
+    /// A component or the path is too long.
+    NameTooLong,
+    /// The process or the system ran out of descriptors.
+    FdExhausted,
+    /// A write on a read-only filesystem.
+    ReadOnlyFs,
+    /// A directory opened as a file.
+    IsDirectory,
+    /// A relative path observer could not make absolute: nothing checked.
+    Unresolved,
+    /// A path cut at PATH_MAX: nothing checked.
+    Truncated,
+    /// The check itself failed.
+    CheckFailed,
+}
+
+impl HintKind {
+    /// The machine-readable name (`near_match`, `package_file_missing`, ...).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            HintKind::NearMatch => "near_match",
+            HintKind::ParentMissing => "parent_missing",
+            HintKind::ExistsNow => "exists_now",
+            HintKind::DanglingSymlink => "dangling_symlink",
+            HintKind::PackageFileMissing => "package_file_missing",
+            HintKind::FoundElsewhere => "found_elsewhere",
+            HintKind::PermissionDenied => "permission_denied",
+            HintKind::PermissionsAllow => "permissions_allow",
+            HintKind::MissingNow => "missing_now",
+            HintKind::NoexecMount => "noexec_mount",
+            HintKind::NoCredentials => "no_credentials",
+            HintKind::NotADirectory => "not_a_directory",
+            HintKind::SymlinkLoop => "symlink_loop",
+            HintKind::NofollowSymlink => "nofollow_symlink",
+            HintKind::ResolvesNow => "resolves_now",
+            HintKind::NameTooLong => "name_too_long",
+            HintKind::FdExhausted => "fd_exhausted",
+            HintKind::ReadOnlyFs => "read_only_fs",
+            HintKind::IsDirectory => "is_directory",
+            HintKind::Unresolved => "unresolved",
+            HintKind::Truncated => "truncated",
+            HintKind::CheckFailed => "check_failed",
+        }
+    }
 }
 
 /// A hint: what the live filesystem says about a failure and what to do.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Hint {
-    /// Machine-readable kind, e.g. "near_match", "package_file_missing", "permission_denied".
-    pub kind: String,
-    pub message: String,
-    pub suggestion: Option<String>,
+pub(crate) struct Hint {
+    pub(crate) kind: HintKind,
+    pub(crate) message: String,
+    pub(crate) suggestion: Option<String>,
     /// How much this hint says "this is the culprit" (0 = informational).
-    pub weight: f64,
+    pub(crate) weight: f64,
+}
+
+/// How an open that failed wanted the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpenMode {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+/// Why a row scored as it did: one per term of the score that applies, shown as "why: ...".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    FailedExec,
+    LibraryLoad,
+    FailedOpen(OpenMode),
+    StatProbe,
+    AccessProbe,
+    UnknownCall,
+    /// The errno term (`not found`, `permission denied`, ...).
+    Errno(i32),
+    /// First seen after the warm-up, or not in the history's baseline; the local time it was
+    /// first seen, as shown.
+    NewSince(String),
+    PresentFromStart,
+    HasAlwaysFailed,
+    /// A benign lookup pattern (`.htaccess`, `DirectoryIndex`, ...).
+    ProbePattern(&'static str),
+    /// A near match of weight 2 or more.
+    NearIdentical,
+    /// A weaker near match.
+    SimilarName,
+    /// Another hint that moved the score.
+    Found(HintKind),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::FailedExec => f.write_str("failed exec"),
+            Reason::LibraryLoad => f.write_str("library load"),
+            Reason::FailedOpen(m) => write!(
+                f,
+                "failed open ({})",
+                match m {
+                    OpenMode::Read => "read",
+                    OpenMode::Write => "write",
+                    OpenMode::ReadWrite => "read/write",
+                }
+            ),
+            Reason::StatProbe => f.write_str("stat probe"),
+            Reason::AccessProbe => f.write_str("access probe"),
+            Reason::UnknownCall => f.write_str("unknown call"),
+            Reason::Errno(e) => f.write_str(&errno_reason(*e)),
+            Reason::NewSince(at) => write!(f, "new since {at}"),
+            Reason::PresentFromStart => f.write_str("present from start"),
+            Reason::HasAlwaysFailed => f.write_str("has always failed"),
+            Reason::ProbePattern(label) => write!(f, "probe pattern ({label})"),
+            Reason::NearIdentical => f.write_str("near-identical file exists"),
+            Reason::SimilarName => f.write_str("similar name exists"),
+            Reason::Found(kind) => f.write_str(&match kind {
+                HintKind::PackageFileMissing => "package file missing".into(),
+                HintKind::PermissionDenied => "denied by permissions".into(),
+                HintKind::PermissionsAllow => "permissions allow now".into(),
+                HintKind::ExistsNow => "exists now".into(),
+                HintKind::FoundElsewhere => "library found elsewhere".into(),
+                HintKind::ParentMissing => "parent directory missing".into(),
+                HintKind::DanglingSymlink => "dangling symlink".into(),
+                HintKind::SymlinkLoop => "symlink loop".into(),
+                HintKind::NotADirectory => "file used as directory".into(),
+                HintKind::FdExhausted => "descriptor limit".into(),
+                HintKind::NoexecMount => "noexec mount".into(),
+                HintKind::ResolvesNow => "resolves now".into(),
+                other => other.as_str().replace('_', " "),
+            }),
+        }
+    }
+}
+
+/// The words of the errno term.
+fn errno_reason(errno: i32) -> String {
+    match errno {
+        libc::EACCES => "permission denied".into(),
+        libc::EPERM => "operation not permitted".into(),
+        libc::ELOOP => "too many symlinks".into(),
+        libc::EMFILE | libc::ENFILE => "out of file descriptors".into(),
+        libc::ENAMETOOLONG => "name too long".into(),
+        libc::EROFS => "read-only filesystem".into(),
+        libc::ENOENT => "not found".into(),
+        libc::EISDIR => "is a directory".into(),
+        libc::ENOTDIR => "not a directory".into(),
+        other => crate::errno::name(other),
+    }
+}
+
+/// One run of `observer record`, as the history keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Session {
+    pub(crate) started_ms: i64,
+    /// When it stopped, or how far its last flush reached (after a crash, or while it runs).
+    pub(crate) until_ms: i64,
+    /// False while it runs or after a crash.
+    pub(crate) ended: bool,
+    /// What it watched, when the history can say.
+    pub(crate) watched: Option<Watched>,
+}
+
+/// One minute of one path's history, per errno.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Minute {
+    /// Minutes since the epoch (UTC).
+    pub(crate) minute: i64,
+    pub(crate) count: u64,
+    pub(crate) first_ms: i64,
+    pub(crate) last_ms: i64,
+    /// Calls per syscall name.
+    pub(crate) syscalls: BTreeMap<String, u64>,
+    pub(crate) comms: BTreeSet<String>,
+}
+
+/// Consecutive failing minutes of one path, with short quiet gaps inside.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Episode {
+    pub(crate) first_ms: i64,
+    pub(crate) last_ms: i64,
+    pub(crate) count: u64,
+    pub(crate) minutes: usize,
 }
 
 /// A row after ranking.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Ranked {
-    pub rank: usize,
-    pub failure: Failure,
-    pub score: f64,
-    pub reasons: Vec<String>,
-    pub hints: Vec<Hint>,
+pub(crate) struct Ranked {
+    pub(crate) rank: usize,
+    pub(crate) failure: Failure,
+    pub(crate) score: f64,
+    pub(crate) reasons: Vec<Reason>,
+    pub(crate) hints: Vec<Hint>,
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Attach/detach cycles for observer's figures (each cycle times 6 batches per call kind:
     /// off, on, floor, floor, on, off).
     #[arg(long, default_value_t = 400)]
@@ -136,7 +136,7 @@ fn which(tool: &str) -> bool {
     crate::output(Command::new("sh").args(["-c", &format!("command -v {tool}")])).is_some()
 }
 
-pub fn run(a: &BenchArgs) -> Result<()> {
+pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     if a.rounds == 0 || a.calls == 0 || a.cycles == 0 {
         bail!("--cycles, --calls and --rounds must be positive");
     }

@@ -1,4 +1,4 @@
-//! Record mode's aggregation, before the database: which kernel key stands for which
+//! Stage 6, record mode's aggregation before the database: which kernel key stands for which
 //! (path, errno, syscall, comm, credentials), how much each key's count grew since it was last
 //! read, and the per-minute buckets those deltas land in until the next flush.
 //!
@@ -17,45 +17,48 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use observer_common::{AggKey, AggVal, STATUS_UNAGGREGATED, Syscall};
 
-use crate::aggregate::{KeyInfo, NewFailure};
+use crate::aggregate::NewFailure;
 use crate::capture::Sighting;
+use crate::resolve::KeyInfo;
 
 /// `status` bit: the kernel cut the path at PATH_MAX.
-pub const BUCKET_TRUNCATED: u32 = 1;
+pub(crate) const BUCKET_TRUNCATED: u32 = 1;
 /// `status` bit: a relative path that could not be made absolute.
-pub const BUCKET_UNRESOLVED: u32 = 2;
+pub(crate) const BUCKET_UNRESOLVED: u32 = 2;
 
 /// Minutes since the epoch of a time in milliseconds since the epoch.
-pub fn minute_of(ms: i64) -> i64 {
+pub(crate) fn minute_of(ms: i64) -> i64 {
     ms.div_euclid(60_000)
 }
 
 /// What one history row is counted by (besides its minute).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BucketKey {
-    pub path: Vec<u8>,
-    pub errno: i32,
-    pub syscall: Syscall,
-    pub comm: String,
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct BucketKey {
+    pub(crate) path: Bytes,
+    pub(crate) errno: i32,
+    pub(crate) syscall: Syscall,
+    pub(crate) comm: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 /// What a bucket holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BucketVal {
-    pub count: u64,
+pub(crate) struct BucketVal {
+    pub(crate) count: u64,
     /// Milliseconds since the epoch.
-    pub first_ms: i64,
-    pub last_ms: i64,
+    pub(crate) first_ms: i64,
+    pub(crate) last_ms: i64,
     /// Union of open flags (open-family syscalls only).
-    pub open_flags: u64,
+    pub(crate) open_flags: u64,
     /// BUCKET_TRUNCATED | BUCKET_UNRESOLVED.
-    pub status: u32,
+    pub(crate) status: u32,
     /// One process that made the calls (a sample).
-    pub pid: u32,
+    pub(crate) pid: u32,
 }
 
 impl BucketVal {
@@ -71,29 +74,29 @@ impl BucketVal {
 
 /// Kernel-side loss counters for one minute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MinuteStats {
+pub(crate) struct MinuteStats {
     /// Failures the kernel could not deliver (ring buffer full).
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// Failures delivered one by one because the kernel aggregate was full.
-    pub overflow: u64,
+    pub(crate) overflow: u64,
     /// Failures observer had to drop itself: in-memory buckets full while the database could not
     /// be written, or counted under a key whose record never arrived.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
 }
 
 impl MinuteStats {
-    pub fn is_zero(&self) -> bool {
+    pub(crate) fn is_zero(&self) -> bool {
         *self == MinuteStats::default()
     }
 }
 
 /// Deltas waiting for the next flush, by (key, minute).
 #[derive(Debug)]
-pub struct Pending {
+pub(crate) struct Pending {
     buckets: HashMap<(Arc<BucketKey>, i64), BucketVal>,
     /// The latest minute pending for each key: where deltas go when `buckets` is full.
     latest: HashMap<Arc<BucketKey>, i64>,
-    pub stats: BTreeMap<i64, MinuteStats>,
+    pub(crate) stats: BTreeMap<i64, MinuteStats>,
     cap: usize,
 }
 
@@ -102,7 +105,7 @@ impl Pending {
     /// for a long time). Beyond it a delta joins its key's latest pending bucket (its count
     /// survives, its minute is approximate); a key with no pending bucket at all is dropped and
     /// counted in `MinuteStats::dropped`.
-    pub fn new(cap: usize) -> Pending {
+    pub(crate) fn new(cap: usize) -> Pending {
         Pending {
             buckets: HashMap::new(),
             latest: HashMap::new(),
@@ -111,15 +114,15 @@ impl Pending {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.buckets.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.buckets.is_empty() && self.stats.is_empty()
     }
 
-    pub fn add(&mut self, key: &Arc<BucketKey>, v: BucketVal) {
+    pub(crate) fn add(&mut self, key: &Arc<BucketKey>, v: BucketVal) {
         if v.count == 0 {
             return;
         }
@@ -149,7 +152,7 @@ impl Pending {
         *l = (*l).max(minute);
     }
 
-    pub fn add_stats(&mut self, minute: i64, s: MinuteStats) {
+    pub(crate) fn add_stats(&mut self, minute: i64, s: MinuteStats) {
         if s.is_zero() {
             return;
         }
@@ -160,7 +163,7 @@ impl Pending {
     }
 
     /// The buckets, sorted by minute then key (the order they are written in).
-    pub fn buckets(&self) -> Vec<(&BucketKey, i64, &BucketVal)> {
+    pub(crate) fn buckets(&self) -> Vec<(&BucketKey, i64, &BucketVal)> {
         let mut v: Vec<_> = self
             .buckets
             .iter()
@@ -171,14 +174,14 @@ impl Pending {
     }
 
     /// Forgets everything (after a successful flush).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.buckets.clear();
         self.latest.clear();
         self.stats.clear();
     }
 
     /// Total failures pending.
-    pub fn failures(&self) -> u64 {
+    pub(crate) fn failures(&self) -> u64 {
         self.buckets.values().map(|v| v.count).sum()
     }
 }
@@ -197,20 +200,20 @@ struct KeyState {
 }
 
 /// Counters by (errno, syscall, comm) since observer started: what `/metrics` exports.
-pub type Totals = BTreeMap<(i32, Syscall, String), u64>;
+pub(crate) type Totals = BTreeMap<(i32, Syscall, String), u64>;
 
 /// Most distinct process names with their own label in [`Tracker::totals`]; later names count
 /// under [`OTHER_COMM`] so the label set stays bounded even with `--all`.
-pub const MAX_COMM_LABELS: usize = 32;
-pub const OTHER_COMM: &str = "_other";
+pub(crate) const MAX_COMM_LABELS: usize = 32;
+pub(crate) const OTHER_COMM: &str = "_other";
 
 /// Most (path, errno) pairs remembered to announce each only once on the JSON-lines stream;
 /// past it the memory starts over (a failure may then be announced again).
-pub const MAX_SEEN: usize = 200_000;
+pub(crate) const MAX_SEEN: usize = 200_000;
 
 /// Kernel keys counted by record mode, and what it has counted for them.
 #[derive(Default)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     keys: HashMap<AggKey, KeyState>,
     /// Keys read from the kernel whose record has not arrived: how many reads have missed it.
     unknown: HashMap<AggKey, u32>,
@@ -218,20 +221,21 @@ pub struct Tracker {
     seen: HashSet<u64>,
     /// Interned keys, so the keys of many pids share one path.
     interned: HashMap<Arc<BucketKey>, ()>,
-    pub totals: Totals,
+    pub(crate) totals: Totals,
     comm_labels: HashSet<String>,
 }
 
 impl Tracker {
-    pub fn new() -> Tracker {
+    pub(crate) fn new() -> Tracker {
         Tracker::default()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
@@ -259,7 +263,7 @@ impl Tracker {
     /// Takes one decoded ring-buffer record whose path `info` resolved, seen at `wall_ms`
     /// (the record's own time) and `mono_ns`. Returns the failure when its (path, errno) had not
     /// been announced yet.
-    pub fn on_sighting(
+    pub(crate) fn on_sighting(
         &mut self,
         s: &Sighting,
         info: KeyInfo,
@@ -333,7 +337,7 @@ impl Tracker {
     /// (lost when the ring buffer was full): they were missed by `miss_limit` reads in a row.
     /// Their counts are added to `MinuteStats::dropped`; forgetting them makes the kernel send a
     /// new record at their next failure.
-    pub fn on_counts(
+    pub(crate) fn on_counts(
         &mut self,
         agg: &[(AggKey, AggVal)],
         wall_ms: i64,
@@ -391,7 +395,7 @@ impl Tracker {
 
     /// Forgets the keys whose count has not grown since `before_ns` (monotonic); returns them,
     /// to be removed from the kernel map too. Everything they counted is in `pending` already.
-    pub fn evict_idle(&mut self, before_ns: u64) -> Vec<AggKey> {
+    pub(crate) fn evict_idle(&mut self, before_ns: u64) -> Vec<AggKey> {
         let idle: Vec<AggKey> = self
             .keys
             .iter()
@@ -406,7 +410,7 @@ impl Tracker {
     }
 
     /// Forgets every key (the capture was restarted: new, empty kernel maps).
-    pub fn reset_keys(&mut self) {
+    pub(crate) fn reset_keys(&mut self) {
         self.keys.clear();
         self.unknown.clear();
         self.gc_interned();
@@ -421,7 +425,8 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use observer_common::{COMM_LEN, EventHeader};
+    use crate::resolve::Resolver;
+    use crate::testutil;
 
     fn key(hash: u64, tgid: u32) -> AggKey {
         AggKey {
@@ -433,39 +438,10 @@ mod tests {
         }
     }
 
+    /// The shared record fixture for key `k`, and what the resolver makes of it.
     fn sighting(path: &[u8], k: AggKey, status: u32) -> (Sighting, KeyInfo) {
-        let mut comm = [0u8; COMM_LEN];
-        comm[..7].copy_from_slice(b"apache2");
-        let s = Sighting {
-            hdr: EventHeader {
-                key: k,
-                ts_ns: 1_000,
-                flags: 0o2000000,
-                aux: 0,
-                tid: k.tgid,
-                uid: 33,
-                gid: 33,
-                path_len: path.len() as u32,
-                status,
-                _pad: 0,
-                comm,
-            },
-            path: path.to_vec(),
-        };
-        let info = KeyInfo {
-            path: path.to_vec(),
-            raw_path: path.to_vec(),
-            unresolved: false,
-            truncated: false,
-            syscall: Syscall::Openat,
-            errno: 2,
-            tgid: k.tgid,
-            tid: k.tgid,
-            uid: 33,
-            gid: 33,
-            comm: "apache2".into(),
-            flags: 0o2000000,
-        };
+        let s = testutil::sighting(path, k.tgid, k.errno, Syscall::Openat, k.path_hash, status);
+        let info = Resolver::default().key_info(&s).expect("a failure record");
         (s, info)
     }
 
@@ -476,7 +452,7 @@ mod tests {
     fn by_minute(p: &Pending) -> Vec<(Vec<u8>, i64, u64)> {
         p.buckets()
             .into_iter()
-            .map(|(k, m, v)| (k.path.clone(), m, v.count))
+            .map(|(k, m, v)| (k.path.to_vec(), m, v.count))
             .collect()
     }
 
@@ -593,7 +569,7 @@ mod tests {
     fn a_full_pending_table_keeps_counts_in_the_latest_bucket_or_counts_them_dropped() {
         let mut p = Pending::new(2);
         let a = Arc::new(BucketKey {
-            path: b"/a".to_vec(),
+            path: Bytes::from_static(b"/a"),
             errno: 2,
             syscall: Syscall::Openat,
             comm: "c".into(),
@@ -601,10 +577,10 @@ mod tests {
             gid: 0,
         });
         let mut b = (*a).clone();
-        b.path = b"/b".to_vec();
+        b.path = Bytes::from_static(b"/b");
         let b = Arc::new(b);
         let mut c = (*a).clone();
-        c.path = b"/c".to_vec();
+        c.path = Bytes::from_static(b"/c");
         let c = Arc::new(c);
         let v = |count, ms| BucketVal {
             count,

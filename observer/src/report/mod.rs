@@ -1,23 +1,89 @@
-//! Ranking, hints and rendering: which failure is the culprit, why, and what to do.
+//! Stage 4: report. Which failure is the culprit, why, and what to do:
 //!
-//! - [`hints`]: what the live filesystem says about a failure (near-identical names, missing
-//!   package files, the directory whose mode denies the process, symlink loops...).
-//! - [`rank`]: a transparent score per failure, best culprit first ([`rank::SCORING_DOC`]).
-//! - [`escape`]: attacker-controlled names made safe and unambiguous for a terminal.
-//! - [`render`]: the plain table, the live frame, JSON ([`render::JSON_SCHEMA_DOC`]).
+//! - [`hints`]: what the live filesystem says about a row (near-identical names, missing package
+//!   files, the directory whose mode denies the process, symlink loops...);
+//! - [`score`]: the transparent score, its weights, and the README's scoring documentation;
+//! - [`probe`]: the benign lookups a healthy server makes, which the score demotes;
+//! - [`rank`]: hints and score for every row, best culprit first;
+//! - [`walk`]: a path resolved the way the kernel does, step by step.
+//!
+//! A [`Report`] is what stage 5 renders: the ranked rows, the totals, the capture window, and,
+//! from the history, where it comes from.
 
-pub mod escape;
-pub mod hints;
-pub mod ids;
-pub mod rank;
-pub mod render;
-pub mod time;
+mod hints;
+mod probe;
+mod rank;
+pub(crate) mod score;
 mod walk;
 
-pub use escape::escape_path;
-pub use hints::{HintEnv, hints_for};
-pub use rank::{SCORING_DOC, rank};
-pub use render::{JSON_SCHEMA_DOC, JsonMeta, TableOpts, json, jsonl_event, live_frame, table};
+use std::path::PathBuf;
+use std::time::SystemTime;
 
-#[cfg(test)]
-pub(crate) mod testutil;
+pub(crate) use hints::HintEnv;
+
+use crate::model::{Failure, RankContext, Ranked, Session, Totals, Watched};
+
+/// A ranked report, ready to render.
+pub(crate) struct Report {
+    pub(crate) ranked: Vec<Ranked>,
+    pub(crate) totals: Totals,
+    /// The window: capture start and end (ad-hoc), or the minutes asked for (history).
+    pub(crate) started: SystemTime,
+    pub(crate) ended: SystemTime,
+    /// What was watched, as the JSON document's `filter` shows it (null when the history does
+    /// not say).
+    pub(crate) filter: serde_json::Value,
+    /// History mode: where the report comes from.
+    pub(crate) history: Option<HistorySource>,
+}
+
+/// Where a report from the history comes from: the JSON `history` member and the lines above the
+/// table.
+pub(crate) struct HistorySource {
+    pub(crate) db: PathBuf,
+    /// The window, Unix milliseconds (rounded out to whole minutes).
+    pub(crate) from_ms: i64,
+    pub(crate) to_ms: i64,
+    /// When the history begins (the first session's start), if anything was recorded.
+    pub(crate) recorded_since: Option<i64>,
+    /// Novelty is judged against a baseline (the history reaches before the window).
+    pub(crate) baseline: bool,
+    /// The recording sessions that overlap the window.
+    pub(crate) sessions: Vec<Session>,
+    /// When observer was not recording inside the window, (from, to) in Unix milliseconds.
+    pub(crate) gaps: Vec<(i64, i64)>,
+    /// Failures observer dropped in the window (memory full while the disk was).
+    pub(crate) dropped: u64,
+    /// When the report was made (local times are shown relative to it).
+    pub(crate) now: SystemTime,
+}
+
+impl Report {
+    /// Ranks `failures` (hints are checked against the live filesystem now).
+    pub(crate) fn ranked(
+        failures: Vec<Failure>,
+        totals: Totals,
+        ctx: &RankContext,
+        env: &HintEnv,
+        watched: Option<&Watched>,
+        history: Option<HistorySource>,
+    ) -> Report {
+        let (started, ended) = match &history {
+            Some(h) => (
+                crate::time::time_of_ms(h.from_ms),
+                crate::time::time_of_ms(h.to_ms),
+            ),
+            None => (ctx.window_start, ctx.now),
+        };
+        Report {
+            ranked: rank::rank(failures, ctx, env),
+            totals,
+            started,
+            ended,
+            filter: watched
+                .and_then(|w| serde_json::to_value(w).ok())
+                .unwrap_or(serde_json::Value::Null),
+            history,
+        }
+    }
+}

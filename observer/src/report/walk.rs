@@ -1,4 +1,4 @@
-//! Resolving a path the way the kernel does, one component at a time, keeping what each step
+//! Stage 4, resolving a path the way the kernel does, one component at a time, keeping what each step
 //! saw: the directories searched (for permission checks), the first missing component, the
 //! component that is not a directory, the symlink that loops.
 //!
@@ -13,7 +13,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// The kernel's limit on symlinks followed in one lookup (MAXSYMLINKS).
-pub const MAX_SYMLINKS: usize = 40;
+pub(crate) const MAX_SYMLINKS: usize = 40;
 
 /// Components examined before giving up (a hostile tree of long symlinks cannot make a walk
 /// cost more than this many lstat calls).
@@ -21,17 +21,17 @@ const MAX_STEPS: usize = 8192;
 
 /// A directory the lookup searched (needed search permission on).
 #[derive(Debug)]
-pub struct Searched {
+pub(crate) struct Searched {
     /// Absolute path as the process sees it (inside the walk's root).
-    pub path: Vec<u8>,
-    pub meta: Metadata,
+    pub(crate) path: Vec<u8>,
+    pub(crate) meta: Metadata,
 }
 
 /// A symlink the lookup followed.
 #[derive(Debug, Clone)]
-pub struct Link {
-    pub path: Vec<u8>,
-    pub target: Vec<u8>,
+pub(crate) struct Link {
+    pub(crate) path: Vec<u8>,
+    pub(crate) target: Vec<u8>,
     /// Components left after this link's target (counted from the end), and how many the target
     /// added: a component with `k` components after it came from this target when
     /// `rest <= k < rest + added`.
@@ -40,7 +40,7 @@ pub struct Link {
 }
 
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Every component exists. `meta` is the final object's (the symlink's own when the final
     /// symlink was not followed).
     Found { path: Vec<u8>, meta: Metadata },
@@ -62,13 +62,13 @@ pub enum Outcome {
 }
 
 #[derive(Debug)]
-pub struct Walk {
-    pub searched: Vec<Searched>,
-    pub outcome: Outcome,
+pub(crate) struct Walk {
+    pub(crate) searched: Vec<Searched>,
+    pub(crate) outcome: Outcome,
 }
 
 /// Joins absolute components into "/a/b".
-pub fn join(components: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn join(components: &[Vec<u8>]) -> Vec<u8> {
     if components.is_empty() {
         return b"/".to_vec();
     }
@@ -80,7 +80,7 @@ pub fn join(components: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-pub fn join_child(parent: &[u8], name: &[u8]) -> Vec<u8> {
+pub(crate) fn join_child(parent: &[u8], name: &[u8]) -> Vec<u8> {
     let mut out = parent.to_vec();
     if !out.ends_with(b"/") {
         out.push(b'/');
@@ -90,7 +90,7 @@ pub fn join_child(parent: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 /// `root` + the absolute path `abs`: where to look on this machine.
-pub fn host_path(root: &Path, abs: &[u8]) -> PathBuf {
+pub(crate) fn host_path(root: &Path, abs: &[u8]) -> PathBuf {
     let rel = abs.strip_prefix(b"/").unwrap_or(abs);
     if rel.is_empty() {
         root.to_path_buf()
@@ -99,13 +99,27 @@ pub fn host_path(root: &Path, abs: &[u8]) -> PathBuf {
     }
 }
 
-pub fn split(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// The last component of a path (`b` of `/a/b`; the whole of a name without `/`).
+pub(crate) fn basename(path: &[u8]) -> &[u8] {
+    path.rsplit(|b| *b == b'/').next().unwrap_or(path)
+}
+
+/// The directory part of a path (`/a` of `/a/b`, `/` of `/a`, empty for a bare name).
+pub(crate) fn dirname(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(0) => b"/",
+        Some(i) => &path[..i],
+        None => b"",
+    }
+}
+
+pub(crate) fn split(path: &[u8]) -> impl Iterator<Item = &[u8]> {
     path.split(|b| *b == b'/').filter(|c| !c.is_empty())
 }
 
 /// Resolves the absolute `path` under `root`. `follow_final`: whether a symlink as the last
 /// component is followed (false for lstat and O_NOFOLLOW).
-pub fn walk(root: &Path, path: &[u8], follow_final: bool) -> Walk {
+pub(crate) fn walk(root: &Path, path: &[u8], follow_final: bool) -> Walk {
     let mut todo: VecDeque<Vec<u8>> = split(path).map(<[u8]>::to_vec).collect();
     let mut cur: Vec<Vec<u8>> = Vec::new();
     let mut searched = Vec::new();
@@ -287,7 +301,7 @@ pub fn walk(root: &Path, path: &[u8], follow_final: bool) -> Walk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::testutil::TempDir;
+    use crate::testutil::TempDir;
     use std::os::unix::fs::symlink;
 
     #[test]

@@ -1,284 +1,46 @@
-//! The history database: SQLite in WAL mode, one writer (`observer record`, which holds an
-//! exclusive lock file beside the database) and any number of readers (`observer report`,
-//! `observer timeline`, possibly unprivileged, possibly while the writer runs).
-//!
-//! Schema (version 1, in `PRAGMA user_version`): see [`SCHEMA_DOC`].
+//! Stage 6, `observer record`'s connection, the only writer: one transaction per flush of the
+//! pending per-minute buckets, retention and the size cap, the session's own row.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
-use thiserror::Error;
 
-use super::bucket::{MinuteStats, Pending};
-
-pub const SCHEMA_VERSION: i64 = 1;
-
-/// Where `observer record` keeps its history unless told otherwise.
-pub const DEFAULT_DB: &str = "/var/lib/observer/observer.db";
+use super::bucket::Pending;
+use super::reader::{TopPath, top_paths};
+use super::schema::{DbError, LockFile, ensure_dir, migrate, prepare_files, show, sql};
 
 /// The write-ahead log is truncated to this size after checkpoints.
 const WAL_LIMIT: i64 = 4 << 20;
 
-/// The schema, as Markdown for the documentation.
-pub const SCHEMA_DOC: &str = r#"### History database (schema version 1)
-
-SQLite, WAL mode, one file (plus `-wal`/`-shm` while in use), mode 0600 in a 0700 directory.
-
-| table | columns | what |
-|-------|---------|------|
-| `paths` | `id INTEGER PRIMARY KEY`, `path BLOB UNIQUE` | each failing path once, as raw bytes (names need not be UTF-8) |
-| `comms` | `id INTEGER PRIMARY KEY`, `comm TEXT UNIQUE` | process names |
-| `buckets` | `path_id`, `errno`, `minute`, `syscall`, `comm_id`, `uid`, `gid` (primary key, in that order), `count`, `first_ms`, `last_ms`, `open_flags`, `status`, `pid` | failing calls per minute; `minute` is Unix time / 60 (UTC), `first_ms`/`last_ms` Unix milliseconds, `syscall` the syscall's name, `status` bit 1 = path truncated, bit 2 = relative path not resolved, `pid` one process that failed (a sample) |
-| `minute_stats` | `minute PRIMARY KEY`, `lost`, `overflow`, `dropped` | failures the kernel could not deliver (ring buffer full), delivered one by one (kernel aggregate full), or observer dropped (memory full while the disk was) |
-| `sessions` | `id`, `started_ms`, `last_flush_ms`, `ended_ms`, `pid`, `version`, `filter` | each run of `observer record`: what it watched and when; `ended_ms` is NULL while it runs (after a crash or `kill -9`, the next start sets it to the last flush, which tells how far the history reached) |
-
-Counting is by delta: each flush adds the failures counted since the previous flush, so a
-restart of observer never counts anything twice. Retention deletes whole minutes older than
-`--retention`; the size cap deletes the oldest hours first."#;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS paths (
-    id INTEGER PRIMARY KEY,
-    path BLOB NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS comms (
-    id INTEGER PRIMARY KEY,
-    comm TEXT NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS buckets (
-    path_id INTEGER NOT NULL,
-    errno INTEGER NOT NULL,
-    minute INTEGER NOT NULL,
-    syscall TEXT NOT NULL,
-    comm_id INTEGER NOT NULL,
-    uid INTEGER NOT NULL,
-    gid INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    first_ms INTEGER NOT NULL,
-    last_ms INTEGER NOT NULL,
-    open_flags INTEGER NOT NULL DEFAULT 0,
-    status INTEGER NOT NULL DEFAULT 0,
-    pid INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (path_id, errno, minute, syscall, comm_id, uid, gid)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS buckets_by_minute ON buckets (minute);
-CREATE TABLE IF NOT EXISTS minute_stats (
-    minute INTEGER PRIMARY KEY,
-    lost INTEGER NOT NULL DEFAULT 0,
-    overflow INTEGER NOT NULL DEFAULT 0,
-    dropped INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sessions (
-    id INTEGER PRIMARY KEY,
-    started_ms INTEGER NOT NULL,
-    last_flush_ms INTEGER NOT NULL,
-    ended_ms INTEGER,
-    pid INTEGER NOT NULL,
-    version TEXT NOT NULL,
-    filter TEXT NOT NULL
-);
-";
-
-#[derive(Debug, Error)]
-pub enum DbError {
-    #[error(
-        "another observer is already recording into {db}{holder}; stop it first (systemctl stop observer), or record into another --db"
-    )]
-    Locked { db: String, holder: String },
-    #[error("{0}")]
-    Setup(String),
-    #[error("{context}: {source}")]
-    Sqlite {
-        context: String,
-        #[source]
-        source: rusqlite::Error,
-    },
-}
-
-impl DbError {
-    /// The disk (or the database's own page limit) is full.
-    pub fn is_full(&self) -> bool {
-        match self {
-            DbError::Sqlite { source, .. } => matches!(
-                source.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DiskFull)
-            ),
-            _ => false,
-        }
-    }
-}
-
-fn sql(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> DbError {
-    let context = context.into();
-    move |source| DbError::Sqlite { context, source }
-}
-
-fn show(p: &Path) -> String {
-    p.display().to_string()
-}
-
 /// What a flush wrote.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Flushed {
-    pub rows: usize,
-    pub failures: u64,
-    pub took: Duration,
+pub(crate) struct Flushed {
+    pub(crate) rows: usize,
+    pub(crate) failures: u64,
+    pub(crate) took: Duration,
 }
 
 /// What retention and the size cap removed.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Trimmed {
-    pub expired_rows: usize,
-    pub capped_rows: usize,
+pub(crate) struct Trimmed {
+    pub(crate) expired_rows: usize,
+    pub(crate) capped_rows: usize,
     /// Size in use after trimming, bytes.
-    pub size: u64,
+    pub(crate) size: u64,
     /// The size cap could not be met even with only the newest hour left.
-    pub over_cap: bool,
-}
-
-/// The exclusive lock next to the database: `<db>.lock`, holding the owner's pid.
-struct LockFile {
-    _file: File,
-}
-
-fn lock_path(db: &Path) -> PathBuf {
-    let mut p = db.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
-impl LockFile {
-    fn acquire(db: &Path) -> Result<LockFile, DbError> {
-        let path = lock_path(db);
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| DbError::Setup(format!("cannot create {}: {e}", show(&path))))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let mut s = String::new();
-                let _ = f.read_to_string(&mut s);
-                let holder = match s.trim().parse::<u32>() {
-                    Ok(pid) => format!(" (pid {pid} holds {})", show(&path)),
-                    Err(_) => format!(" ({} is locked)", show(&path)),
-                };
-                return Err(DbError::Locked {
-                    db: show(db),
-                    holder,
-                });
-            }
-            return Err(DbError::Setup(format!(
-                "cannot lock {}: {err}",
-                show(&path)
-            )));
-        }
-        let _ = f.set_len(0);
-        let _ = f.rewind();
-        let _ = writeln!(f, "{}", std::process::id());
-        let _ = f.flush();
-        Ok(LockFile { _file: f })
-    }
-}
-
-/// Creates the database's directory (0700) when missing.
-fn ensure_dir(db: &Path) -> Result<(), DbError> {
-    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.exists()
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| {
-                DbError::Setup(format!(
-                    "cannot create the history directory {}: {e}",
-                    show(dir)
-                ))
-            })?;
-    }
-    Ok(())
-}
-
-/// Creates the database file (0600) when missing; tightens an existing file's mode to 0600 (paths
-/// in it can be sensitive). SQLite gives its `-wal` and `-shm` files the database file's mode.
-fn prepare_files(db: &Path) -> Result<(), DbError> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(db)
-        .map_err(|e| {
-            DbError::Setup(format!(
-                "cannot write the history database {}: {e}",
-                show(db)
-            ))
-        })?;
-    let meta = f
-        .metadata()
-        .map_err(|e| DbError::Setup(format!("{}: {e}", show(db))))?;
-    if !meta.is_file() {
-        return Err(DbError::Setup(format!(
-            "{} is not a regular file",
-            show(db)
-        )));
-    }
-    if meta.permissions().mode() & 0o077 != 0 {
-        log::warn!(
-            "{} was readable by others (mode {:o}): setting mode 0600",
-            show(db),
-            meta.permissions().mode() & 0o777
-        );
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| DbError::Setup(format!("setting mode 0600 on {}: {e}", show(db))))?;
-    }
-    Ok(())
-}
-
-/// Creates or checks the schema.
-fn migrate(conn: &Connection, db: &Path) -> Result<(), DbError> {
-    let v: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sql(format!("reading {}", show(db))))?;
-    if v > SCHEMA_VERSION {
-        return Err(DbError::Setup(format!(
-            "{} was written by a newer observer (schema {v}; this one knows {SCHEMA_VERSION})",
-            show(db)
-        )));
-    }
-    if v < SCHEMA_VERSION {
-        // auto_vacuum only takes effect before the first table is created.
-        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
-            .map_err(sql("setting auto_vacuum"))?;
-        conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        ))
-        .map_err(sql(format!("creating the schema in {}", show(db))))?;
-    }
-    Ok(())
+    pub(crate) over_cap: bool,
 }
 
 /// `observer record`'s connection: the only writer.
-pub struct Writer {
+pub(crate) struct Writer {
     conn: Connection,
     path: PathBuf,
     _lock: LockFile,
     session: i64,
-    path_ids: HashMap<Vec<u8>, i64>,
+    path_ids: HashMap<Bytes, i64>,
     comm_ids: HashMap<String, i64>,
 }
 
@@ -290,7 +52,7 @@ const COMM_ID_CACHE: usize = 10_000;
 impl Writer {
     /// Opens (creating if needed) the database at `db` for writing, after taking its lock.
     /// `filter` is the JSON of what this session watches.
-    pub fn open(db: &Path, filter: &str, now_ms: i64) -> Result<Writer, DbError> {
+    pub(crate) fn open(db: &Path, filter: &str, now_ms: i64) -> Result<Writer, DbError> {
         ensure_dir(db)?;
         let lock = LockFile::acquire(db)?;
         prepare_files(db)?;
@@ -350,12 +112,12 @@ impl Writer {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Records a change of what this session watches (a reload changed the filter).
-    pub fn set_filter(&mut self, filter: &str) -> Result<(), DbError> {
+    pub(crate) fn set_filter(&mut self, filter: &str) -> Result<(), DbError> {
         self.conn
             .execute(
                 "UPDATE sessions SET filter = ?1 WHERE id = ?2",
@@ -367,9 +129,9 @@ impl Writer {
 
     /// Writes everything pending in one transaction. On error nothing is written and `pending`
     /// is left for the next try.
-    pub fn flush(&mut self, pending: &Pending, now_ms: i64) -> Result<Flushed, DbError> {
+    pub(crate) fn flush(&mut self, pending: &Pending, now_ms: i64) -> Result<Flushed, DbError> {
         let t0 = Instant::now();
-        let mut new_paths: Vec<(Vec<u8>, i64)> = Vec::new();
+        let mut new_paths: Vec<(Bytes, i64)> = Vec::new();
         let mut new_comms: Vec<(String, i64)> = Vec::new();
         let rows = pending.buckets();
         let tx = self
@@ -397,7 +159,7 @@ impl Writer {
                     None => match new_paths.iter().find(|(p, _)| *p == k.path) {
                         Some(&(_, id)) => id,
                         None => {
-                            let id = intern(&tx, "paths", "path", &k.path)?;
+                            let id = intern(&tx, "paths", "path", &k.path[..])?;
                             new_paths.push((k.path.clone(), id));
                             id
                         }
@@ -472,7 +234,7 @@ impl Writer {
     }
 
     /// Marks the session ended (a clean stop).
-    pub fn close(&mut self, now_ms: i64) -> Result<(), DbError> {
+    pub(crate) fn close(&mut self, now_ms: i64) -> Result<(), DbError> {
         self.conn
             .execute(
                 "UPDATE sessions SET ended_ms = ?1, last_flush_ms = max(last_flush_ms, ?1) WHERE id = ?2",
@@ -483,13 +245,13 @@ impl Writer {
     }
 
     /// Bytes in use: pages that hold data (free pages are given back by incremental vacuum).
-    pub fn used_size(&self) -> Result<u64, DbError> {
+    pub(crate) fn used_size(&self) -> Result<u64, DbError> {
         used_size(&self.conn)
     }
 
     /// Deletes minutes older than `retention`, then the oldest hours while the database is larger
     /// than `max_size`, then gives freed pages back to the file system.
-    pub fn trim(
+    pub(crate) fn trim(
         &mut self,
         retention: Duration,
         max_size: u64,
@@ -555,7 +317,7 @@ impl Writer {
     }
 
     /// Top `n` (path, errno) by failures since `since_minute`: the `/metrics` path labels.
-    pub fn top_paths(&self, since_minute: i64, n: usize) -> Result<Vec<TopPath>, DbError> {
+    pub(crate) fn top_paths(&self, since_minute: i64, n: usize) -> Result<Vec<TopPath>, DbError> {
         top_paths(&self.conn, since_minute, n)
     }
 
@@ -563,34 +325,6 @@ impl Writer {
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
-}
-
-/// One of the most failing paths.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TopPath {
-    pub path: Vec<u8>,
-    pub errno: i32,
-    pub count: u64,
-}
-
-pub fn top_paths(conn: &Connection, since_minute: i64, n: usize) -> Result<Vec<TopPath>, DbError> {
-    let mut st = conn
-        .prepare_cached(
-            "SELECT p.path, b.errno, sum(b.count) AS n FROM buckets b JOIN paths p ON p.id = b.path_id
-             WHERE b.minute >= ?1 GROUP BY b.path_id, b.errno ORDER BY n DESC, p.path LIMIT ?2",
-        )
-        .map_err(sql("preparing the top-paths query"))?;
-    let rows = st
-        .query_map(params![since_minute, n as i64], |r| {
-            Ok(TopPath {
-                path: r.get(0)?,
-                errno: r.get(1)?,
-                count: r.get::<_, i64>(2)?.max(0) as u64,
-            })
-        })
-        .map_err(sql("reading the top paths"))?;
-    rows.collect::<Result<Vec<_>, _>>()
-        .map_err(sql("reading the top paths"))
 }
 
 fn delete_before(tx: &Transaction, minute: i64) -> Result<usize, DbError> {
@@ -638,175 +372,14 @@ fn used_size(conn: &Connection) -> Result<u64, DbError> {
     Ok((pages.max(0) as u64) * (q("page_size")?.max(0) as u64))
 }
 
-/// Opens the database read-only, for `report` and `timeline`. Works without root when the
-/// caller can read the file, and while `observer record` writes to it.
-pub fn open_reader(db: &Path) -> Result<Connection, DbError> {
-    let denied = || {
-        DbError::Setup(format!(
-            "cannot read {}: permission denied (the history is private to the user that records \
-             it: run with sudo, or as that user, or read a copy)",
-            show(db)
-        ))
-    };
-    match std::fs::metadata(db) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => {
-            return Err(DbError::Setup(format!(
-                "{} is not a regular file",
-                show(db)
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(DbError::Setup(format!(
-                "no history at {}: `observer record` creates it (or pass --db PATH)",
-                show(db)
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(denied()),
-        Err(e) => return Err(DbError::Setup(format!("cannot read {}: {e}", show(db)))),
-    }
-    if let Err(e) = File::open(db) {
-        return Err(if e.kind() == std::io::ErrorKind::PermissionDenied {
-            denied()
-        } else {
-            DbError::Setup(format!("cannot read {}: {e}", show(db)))
-        });
-    }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn =
-        Connection::open_with_flags(db, flags).map_err(sql(format!("cannot open {}", show(db))))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(sql("setting the busy timeout"))?;
-    let v: Result<i64, _> = conn.query_row("PRAGMA user_version", [], |r| r.get(0));
-    let v = match v {
-        Ok(v) => v,
-        Err(e) => {
-            // A WAL database needs its -shm file; a reader that may not create it can still read
-            // a database no one is writing, as an immutable file.
-            log::debug!("read-only open failed ({e}); retrying as immutable");
-            let mut wal = db.as_os_str().to_owned();
-            wal.push("-wal");
-            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
-                log::warn!(
-                    "cannot share {} with its writer (no write access to its directory or -shm \
-                     file): reading the main file only; the newest minutes may be missing",
-                    show(db)
-                );
-            }
-            let conn = open_immutable(db)?;
-            return check_version(conn, db);
-        }
-    };
-    if v == 0 {
-        return Err(DbError::Setup(format!(
-            "{} holds no observer history (empty or not written by observer)",
-            show(db)
-        )));
-    }
-    check_version(conn, db)
-}
-
-fn open_immutable(db: &Path) -> Result<Connection, DbError> {
-    let mut uri = b"file:".to_vec();
-    for &b in db.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
-            uri.push(b);
-        } else {
-            uri.extend_from_slice(format!("%{b:02X}").as_bytes());
-        }
-    }
-    uri.extend_from_slice(b"?immutable=1");
-    let uri = String::from_utf8(uri).unwrap_or_default();
-    Connection::open_with_flags(
-        &uri,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sql(format!("cannot open {}", show(db))))
-}
-
-fn check_version(conn: Connection, db: &Path) -> Result<Connection, DbError> {
-    let v: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sql(format!("cannot read {}", show(db))))?;
-    if v > SCHEMA_VERSION {
-        return Err(DbError::Setup(format!(
-            "{} was written by a newer observer (schema {v}; this one reads {SCHEMA_VERSION})",
-            show(db)
-        )));
-    }
-    if v < SCHEMA_VERSION {
-        return Err(DbError::Setup(format!(
-            "{} holds no observer history (empty or not written by observer)",
-            show(db)
-        )));
-    }
-    Ok(conn)
-}
-
-/// Sums the loss counters of minutes `from..=to`.
-pub fn minute_stats(conn: &Connection, from: i64, to: i64) -> Result<MinuteStats, DbError> {
-    conn.query_row(
-        "SELECT coalesce(sum(lost), 0), coalesce(sum(overflow), 0), coalesce(sum(dropped), 0)
-         FROM minute_stats WHERE minute BETWEEN ?1 AND ?2",
-        params![from, to],
-        |r| {
-            Ok(MinuteStats {
-                lost: r.get::<_, i64>(0)?.max(0) as u64,
-                overflow: r.get::<_, i64>(1)?.max(0) as u64,
-                dropped: r.get::<_, i64>(2)?.max(0) as u64,
-            })
-        },
-    )
-    .map_err(sql("reading loss counters"))
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::history::bucket::{BucketKey, BucketVal};
+    use crate::history::bucket::{BucketKey, MinuteStats};
+    use crate::history::reader::{minute_stats, open_reader};
+    use crate::testutil::{TempDir, bkey, bval};
     use observer_common::Syscall;
     use std::sync::Arc;
-
-    pub struct TempDir(pub PathBuf);
-    impl TempDir {
-        pub fn new(tag: &str) -> TempDir {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p =
-                std::env::temp_dir().join(format!("observer-db-{tag}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    pub fn bkey(path: &str, errno: i32, syscall: Syscall) -> Arc<BucketKey> {
-        Arc::new(BucketKey {
-            path: path.as_bytes().to_vec(),
-            errno,
-            syscall,
-            comm: "apache2".into(),
-            uid: 33,
-            gid: 33,
-        })
-    }
-
-    pub fn bval(count: u64, ms: i64) -> BucketVal {
-        BucketVal {
-            count,
-            first_ms: ms,
-            last_ms: ms,
-            open_flags: 0,
-            status: 0,
-            pid: 7,
-        }
-    }
 
     fn count_rows(w: &Writer) -> i64 {
         w.conn()
@@ -817,29 +390,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn creates_private_files_and_refuses_a_second_writer() {
-        let d = TempDir::new("lock");
-        let db = d.0.join("sub/h.db");
-        let w = Writer::open(&db, "{}", 0).unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&d.0.join("sub")), 0o700);
-        assert_eq!(mode(&db), 0o600);
-        assert_eq!(mode(&lock_path(&db)), 0o600);
-        let e = Writer::open(&db, "{}", 0).err().unwrap();
-        assert!(matches!(e, DbError::Locked { .. }), "{e}");
-        let msg = e.to_string();
-        assert!(
-            msg.contains("already recording") && msg.contains(&std::process::id().to_string()),
-            "{msg}"
-        );
-        drop(w);
-        Writer::open(&db, "{}", 0).expect("the lock goes with its holder");
-    }
-
-    #[test]
     fn flushes_add_up_per_minute_and_paths_are_stored_once() {
-        let d = TempDir::new("flush");
-        let db = d.0.join("h.db");
+        let d = TempDir::new();
+        let db = d.path().join("h.db");
         let mut w = Writer::open(&db, "{}", 0).unwrap();
         let mut p = Pending::new(100);
         let k = bkey("/x", 2, Syscall::Openat);
@@ -872,7 +425,7 @@ pub(crate) mod tests {
         // Non-UTF-8 bytes survive.
         p.clear();
         let odd = Arc::new(BucketKey {
-            path: vec![b'/', 0xff, b'\n'],
+            path: Bytes::from_static(b"/\xff\n"),
             ..(*k).clone()
         });
         p.add(&odd, bval(1, 1_000));
@@ -884,8 +437,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_failed_flush_writes_nothing_and_the_next_one_writes_it_all() {
-        let d = TempDir::new("full");
-        let db = d.0.join("h.db");
+        let d = TempDir::new();
+        let db = d.path().join("h.db");
         let mut w = Writer::open(&db, "{}", 0).unwrap();
         let mut p = Pending::new(100_000);
         // Make the database "full": no more pages than it has now.
@@ -918,8 +471,8 @@ pub(crate) mod tests {
 
     #[test]
     fn retention_deletes_old_minutes_and_their_paths() {
-        let d = TempDir::new("ret");
-        let db = d.0.join("h.db");
+        let d = TempDir::new();
+        let db = d.path().join("h.db");
         let mut w = Writer::open(&db, "{}", 0).unwrap();
         let mut p = Pending::new(100);
         let day = 86_400_000;
@@ -955,8 +508,8 @@ pub(crate) mod tests {
 
     #[test]
     fn the_size_cap_deletes_the_oldest_hours_first() {
-        let d = TempDir::new("cap");
-        let db = d.0.join("h.db");
+        let d = TempDir::new();
+        let db = d.path().join("h.db");
         let mut w = Writer::open(&db, "{}", 0).unwrap();
         let hour = 3_600_000;
         for h in 0..48 {
@@ -1000,8 +553,8 @@ pub(crate) mod tests {
     #[ignore = "a measurement; prints figures"]
     fn measure_size_and_flush_time() {
         for (paths, minutes) in [(100usize, 60i64), (1000, 60), (1000, 24 * 60)] {
-            let d = TempDir::new("measure");
-            let db = d.0.join("h.db");
+            let d = TempDir::new();
+            let db = d.path().join("h.db");
             let mut w = Writer::open(&db, "{}", 0).unwrap();
             let keys: Vec<_> = (0..paths)
                 .flat_map(|i| {
@@ -1032,8 +585,8 @@ pub(crate) mod tests {
             let r = open_reader(&db).unwrap();
             let t0 = Instant::now();
             let last = minutes - 1;
-            let f = crate::history::query::failures(&r, last - 59, last).unwrap();
-            let b = crate::history::query::baseline(&r, last - 59, last).unwrap();
+            let f = crate::history::reader::failures(&r, last - 59, last).unwrap();
+            let b = crate::history::reader::baseline(&r, last - 59, last).unwrap();
             let query = t0.elapsed();
             assert_eq!(f.len(), paths);
             assert_eq!(b.len(), if minutes > 60 { paths } else { 0 });
@@ -1050,26 +603,5 @@ pub(crate) mod tests {
                 flush_max
             );
         }
-    }
-
-    #[test]
-    fn readers_see_committed_data_while_the_writer_is_open_and_explain_what_is_missing() {
-        let d = TempDir::new("read");
-        let db = d.0.join("h.db");
-        let e = open_reader(&db).err().unwrap().to_string();
-        assert!(
-            e.contains("no history at") && e.contains("observer record"),
-            "{e}"
-        );
-        let mut w = Writer::open(&db, "{}", 0).unwrap();
-        let mut p = Pending::new(100);
-        p.add(&bkey("/x", 2, Syscall::Openat), bval(3, 1_000));
-        w.flush(&p, 2_000).unwrap();
-        let r = open_reader(&db).unwrap();
-        assert_eq!(top_paths(&r, 0, 5).unwrap()[0].count, 3);
-        let junk = d.0.join("junk.db");
-        std::fs::write(&junk, b"").unwrap();
-        let e = open_reader(&junk).err().unwrap().to_string();
-        assert!(e.contains("no observer history"), "{e}");
     }
 }

@@ -1,32 +1,31 @@
-//! `observer record`: the capture loop of a service. Reads the ring buffer (new keys) and polls
-//! the kernel's counts, turns their growth into per-minute buckets ([`crate::history::bucket`]),
-//! writes them once per flush interval ([`crate::history::db`]), forgets idle keys in the kernel
-//! and in memory, serves `/metrics`, streams new failures as JSON lines, reloads its
-//! configuration on SIGHUP, and writes everything before exiting on SIGTERM/SIGINT.
+//! `observer record`: the capture loop of a service. Takes each key's record, turns the growth of
+//! the kernel's counts into per-minute buckets ([`crate::history::bucket`]), writes them once per
+//! flush interval ([`crate::history::writer`]), forgets idle keys in the kernel and in memory,
+//! serves `/metrics`, streams new failures as JSON lines, reloads its configuration on SIGHUP,
+//! and writes everything before exiting on SIGTERM/SIGINT.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
-use aya::maps::{MapData, RingBuf};
 use observer_common::AGG_ENTRIES;
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{SignalKind, signal};
 
-use crate::aggregate::{Clock, Resolver, monotonic_ns};
-use crate::capture::{Capture, Filter, KernelStats, Sighting};
-use crate::cli::RecordArgs;
-use crate::config::{self, JsonlTarget, Settings};
+use crate::capture::{Clock, Filter, Handler, Loop, Polled, Session, Sighting, monotonic_ns};
+use crate::files;
 use crate::history::bucket::{MinuteStats, Pending, Tracker, minute_of};
-use crate::history::db::Writer;
-use crate::history::query::ms_of;
-use crate::metrics::{self, Snapshot};
-use crate::output;
+use crate::history::reader::TopPath;
+use crate::history::writer::Writer;
+use crate::render::json;
+use crate::resolve::Resolver;
+use crate::service::config::{self, JsonlTarget, Overrides, Settings};
+use crate::service::metrics::{self, Snapshot};
+use crate::service::notify::sd_notify;
+use crate::time::ms_of;
 
 /// At most this many (key, minute) buckets wait in memory for the database.
-pub const PENDING_CAP: usize = 200_000;
+const PENDING_CAP: usize = 200_000;
 /// Reads of the kernel's counts that may miss a key's record before the key is given up.
 const MISS_LIMIT: u32 = 3;
 /// Retention and the size cap are enforced this often (and whenever the cap is exceeded).
@@ -48,30 +47,11 @@ fn poll_period(flush: Duration) -> Duration {
     flush.min(Duration::from_secs(5))
 }
 
-/// A running capture and its ring buffer.
-struct Live {
-    events: AsyncFd<RingBuf<MapData>>,
-    cap: Capture,
-    /// Kernel counters already accounted for (they are per capture).
-    seen_stats: KernelStats,
-}
-
-impl Live {
-    fn start(filter: &Filter, verbose: bool) -> Result<Live> {
-        let mut cap = Capture::start(filter, verbose)?;
-        for (sys, why) in &cap.skipped {
-            log::warn!("{} not hooked: {why}", sys.name());
-        }
-        let rb = cap.events.take().context("ring buffer already taken")?;
-        // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
-        let events = unsafe { AsyncFd::register_with_interest(rb, Interest::READABLE) }
-            .map_err(|e| anyhow!("registering the ring buffer with the runtime: {e}"))?;
-        Ok(Live {
-            events,
-            cap,
-            seen_stats: KernelStats::default(),
-        })
-    }
+/// What a session watches, as the history's sessions table keeps it (JSON text).
+fn filter_json(f: &Filter) -> String {
+    serde_json::to_value(f.watched())
+        .map(|v| v.to_string())
+        .unwrap_or_default()
 }
 
 /// The JSON-lines stream of new failures.
@@ -86,7 +66,7 @@ impl Jsonl {
             None => None,
             Some(JsonlTarget::Stdout) => Some(Jsonl::Stdout),
             Some(JsonlTarget::File(p)) => Some(Jsonl::File(
-                output::append_private(p).context("--jsonl")?,
+                files::append_private(p).context("--jsonl")?,
                 p.clone(),
             )),
         })
@@ -113,7 +93,7 @@ impl Jsonl {
 /// Everything the loop owns.
 struct Recorder {
     settings: Settings,
-    args: RecordArgs,
+    args: Overrides,
     db: Writer,
     tracker: Tracker,
     resolver: Resolver,
@@ -122,8 +102,10 @@ struct Recorder {
     jsonl: Option<Jsonl>,
     metrics: Option<metrics::Server>,
     snapshot: Arc<Mutex<Snapshot>>,
-    stats_total: KernelStats,
+    /// Lost and overflowing failures since observer started (every capture added up).
+    stats_total: MinuteStats,
     dropped_total: u64,
+    /// Undecodable records of the captures replaced by reloads.
     bad_records: u64,
     db_errors: u64,
     failing_since: Option<(Instant, u64)>,
@@ -134,7 +116,7 @@ struct Recorder {
     last_trim: Instant,
     last_flush_ms: Option<i64>,
     db_size: u64,
-    top: Vec<crate::history::db::TopPath>,
+    top: Vec<TopPath>,
     last_top: Option<Instant>,
     capture_restarts: u64,
     /// The size cap cannot be met (warned once until it can).
@@ -144,7 +126,7 @@ struct Recorder {
 }
 
 /// Runs `observer record` until SIGTERM/SIGINT.
-pub async fn run(args: RecordArgs) -> Result<()> {
+pub(crate) async fn run(args: Overrides) -> Result<()> {
     let settings = config::load(&args)?;
     if settings.verbose {
         log::set_max_level(log::LevelFilter::Debug);
@@ -156,8 +138,7 @@ pub async fn run(args: RecordArgs) -> Result<()> {
     // Everything record creates (database, lock, JSON lines) is private to its owner.
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0o077) };
-    let filter_json = output::filter_json(&settings.filter).to_string();
-    let db = Writer::open(&settings.db, &filter_json, now_ms())?;
+    let db = Writer::open(&settings.db, &filter_json(&settings.filter), now_ms())?;
     let jsonl = Jsonl::open(&settings.jsonl)?;
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     let metrics = match settings.metrics {
@@ -174,7 +155,7 @@ pub async fn run(args: RecordArgs) -> Result<()> {
         jsonl,
         metrics,
         snapshot,
-        stats_total: KernelStats::default(),
+        stats_total: MinuteStats::default(),
         dropped_total: 0,
         bad_records: 0,
         db_errors: 0,
@@ -194,15 +175,10 @@ pub async fn run(args: RecordArgs) -> Result<()> {
     };
     rec.trim();
 
-    let mut live = Live::start(&rec.settings.filter, rec.settings.verbose)?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let mut tick = ticker(poll_period(rec.settings.flush_interval));
+    let mut session = Session::start(&rec.settings.filter, rec.settings.verbose)?;
     log::info!(
-        "watching {} ({} syscalls hooked); recording into {} every {}{}{}",
-        rec.settings.filter.describe(),
-        live.cap.attached.len(),
+        "{}; recording into {} every {}{}{}",
+        session.watching(),
         rec.db.path().display(),
         humantime::format_duration(rec.settings.flush_interval),
         match &rec.metrics {
@@ -215,56 +191,18 @@ pub async fn run(args: RecordArgs) -> Result<()> {
         },
     );
     sd_notify("READY=1");
-
-    let outcome: Result<()> = loop {
-        tokio::select! {
-            r = live.events.readable_mut() => {
-                let mut guard = match r {
-                    Ok(g) => g,
-                    Err(e) => break Err(anyhow!("waiting on the ring buffer: {e}")),
-                };
-                while let Some(item) = guard.get_inner_mut().next() {
-                    rec.on_record(&item);
-                }
-                guard.clear_ready();
-            }
-            _ = tick.tick() => {
-                if let Err(e) = rec.poll(&mut live) {
-                    break Err(e);
-                }
-                if rec.last_flush.elapsed() + poll_period(rec.settings.flush_interval) / 2
-                    >= rec.settings.flush_interval
-                {
-                    // Evict right after the read that took the keys' last counts (a failure in
-                    // between would not be counted), then write.
-                    if let Err(e) = rec.evict(&mut live) {
-                        break Err(e);
-                    }
-                    rec.flush();
-                    rec.maintain();
-                }
-                rec.publish();
-            }
-            _ = sighup.recv() => {
-                sd_notify("RELOADING=1");
-                match rec.reload(&mut live) {
-                    Ok(Some(new_tick)) => tick = ticker(new_tick),
-                    Ok(None) => {}
-                    Err(e) => break Err(e),
-                }
-                sd_notify("READY=1");
-            }
-            _ = sigint.recv() => break Ok(()),
-            _ = sigterm.recv() => break Ok(()),
-        }
+    let lp = Loop {
+        period: poll_period(rec.settings.flush_interval),
+        poll_at_start: false,
+        deadline: None,
+        reload: true,
     };
+    let outcome = session.run(&mut rec, &lp).await.map(|_| ());
     sd_notify("STOPPING=1");
     // Whatever ended the loop, keep what was counted: everything the kernel delivered and
     // counted, then a last flush (retried a few times: the disk may be full).
-    while let Some(item) = live.events.get_mut().next() {
-        rec.on_record(&item);
-    }
-    if let Err(e) = rec.poll(&mut live) {
+    session.drain(&mut rec);
+    if let Err(e) = session.poll().and_then(|p| rec.take(&mut session, p)) {
         log::warn!("reading the last counts: {e:#}");
     }
     for attempt in 0..FINAL_FLUSH_TRIES {
@@ -283,11 +221,9 @@ pub async fn run(args: RecordArgs) -> Result<()> {
     if let Some(m) = rec.metrics.take() {
         m.stop();
     }
-    if rec.bad_records > 0 {
-        log::warn!(
-            "{} ring-buffer record(s) could not be read",
-            rec.bad_records
-        );
+    let bad = rec.bad_records + session.bad_records();
+    if bad > 0 {
+        log::warn!("{bad} ring-buffer record(s) could not be read");
     }
     outcome?;
     if left > 0 {
@@ -300,31 +236,17 @@ pub async fn run(args: RecordArgs) -> Result<()> {
     Ok(())
 }
 
-fn ticker(period: Duration) -> tokio::time::Interval {
-    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    t
-}
-
-impl Recorder {
-    fn on_record(&mut self, buf: &[u8]) {
-        let s = match Sighting::decode(buf) {
-            Ok(s) => s,
-            Err(e) => {
-                self.bad_records += 1;
-                log::warn!("{e:#}");
-                return;
-            }
-        };
-        let Some(info) = self.resolver.key_info(&s) else {
-            return;
+impl Handler for Recorder {
+    fn on_sighting(&mut self, s: &Sighting) -> ControlFlow<()> {
+        let Some(info) = self.resolver.key_info(s) else {
+            return ControlFlow::Continue(());
         };
         let wall_ms = ms_of(self.clock.wall(s.hdr.ts_ns));
         let new = self
             .tracker
-            .on_sighting(&s, info, wall_ms, monotonic_ns(), &mut self.pending);
+            .on_sighting(s, info, wall_ms, monotonic_ns(), &mut self.pending);
         if let (Some(n), Some(j)) = (new, self.jsonl.as_mut())
-            && let Err(e) = j.write(&output::jsonl_line(&n))
+            && let Err(e) = j.write(&json::jsonl_line(&n))
         {
             log::error!(
                 "writing JSON lines to {}: {e}; the stream is off until the next reload (SIGHUP)",
@@ -332,33 +254,60 @@ impl Recorder {
             );
             self.jsonl = None;
         }
+        ControlFlow::Continue(())
     }
 
-    /// Reads the kernel's counts and counters into `pending`.
-    fn poll(&mut self, live: &mut Live) -> Result<()> {
+    fn on_poll(&mut self, session: &mut Session, p: Polled) -> Result<()> {
+        self.take(session, p)?;
+        if self.last_flush.elapsed() + poll_period(self.settings.flush_interval) / 2
+            >= self.settings.flush_interval
+        {
+            // Evict right after the read that took the keys' last counts (a failure in between
+            // would not be counted), then write.
+            self.evict(session)?;
+            self.flush();
+            self.maintain();
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn on_reload(&mut self, session: &mut Session) -> Result<Option<Duration>> {
+        sd_notify("RELOADING=1");
+        let r = self.reload(session)?;
+        sd_notify("READY=1");
+        Ok(r)
+    }
+}
+
+impl Recorder {
+    /// Takes what a poll read: the counts' growth into `pending`, the kernel's loss counters per
+    /// minute, and what the operator should hear about.
+    fn take(&mut self, session: &mut Session, p: Polled) -> Result<()> {
         self.clock = Clock::now();
         let wall = now_ms();
-        let agg = live.cap.read_aggregate()?;
-        let orphans =
-            self.tracker
-                .on_counts(&agg, wall, monotonic_ns(), MISS_LIMIT, &mut self.pending);
+        let orphans = self.tracker.on_counts(
+            &p.counts,
+            wall,
+            monotonic_ns(),
+            MISS_LIMIT,
+            &mut self.pending,
+        );
         if !orphans.is_empty() {
             log::debug!(
                 "{} key(s) whose first record was lost: forgotten",
                 orphans.len()
             );
-            live.cap.forget_keys(&orphans)?;
+            session.forget_keys(&orphans)?;
         }
-        let ks = live.cap.kernel_stats()?;
-        for w in ks.new_warnings(&live.seen_stats) {
+        for w in &p.warnings {
             log::warn!("{w}");
         }
         let d = MinuteStats {
-            lost: ks.lost.saturating_sub(live.seen_stats.lost),
-            overflow: ks.overflow.saturating_sub(live.seen_stats.overflow),
+            lost: p.stats.lost.saturating_sub(p.before.lost),
+            overflow: p.stats.overflow.saturating_sub(p.before.overflow),
             dropped: 0,
         };
-        live.seen_stats = ks;
         if d.lost > 0 && self.stats_total.lost == 0 {
             log::warn!(
                 "the ring buffer was full: {} failure(s) lost (counts are lower bounds)",
@@ -381,12 +330,6 @@ impl Recorder {
             }
             self.pids_gone = gone;
         }
-        if !self.settings.filter.cgroups.is_empty()
-            && let Err(e) = live.cap.refresh_cgroups()
-        {
-            log::debug!("refreshing cgroups: {e:#}");
-        }
-        live.cap.flush_logs();
         Ok(())
     }
 
@@ -451,7 +394,7 @@ impl Recorder {
     }
 
     /// Forgets keys that stopped failing: their counts are in `pending` or written already.
-    fn evict(&mut self, live: &mut Live) -> Result<()> {
+    fn evict(&mut self, session: &mut Session) -> Result<()> {
         let idle = if self.tracker.len() > AGG_ENTRIES as usize / 2 {
             // The kernel map is filling up: keep only what failed since the last read.
             poll_period(self.settings.flush_interval) * 2
@@ -462,7 +405,7 @@ impl Recorder {
         let keys = self.tracker.evict_idle(before);
         if !keys.is_empty() {
             log::debug!("forgetting {} idle key(s)", keys.len());
-            live.cap.forget_keys(&keys)?;
+            session.forget_keys(&keys)?;
         }
         Ok(())
     }
@@ -556,7 +499,7 @@ impl Recorder {
 
     /// SIGHUP: re-reads the configuration and applies it. Returns the new poll period when the
     /// flush interval changed.
-    fn reload(&mut self, live: &mut Live) -> Result<Option<Duration>> {
+    fn reload(&mut self, session: &mut Session) -> Result<Option<Duration>> {
         let new = match config::load(&self.args) {
             Ok(s) => s,
             Err(e) => {
@@ -607,18 +550,17 @@ impl Recorder {
         if new.filter != self.settings.filter {
             // Take what the old capture counted, then attach anew: new kernel maps, so every
             // key starts over from its record and nothing is counted twice.
-            while let Some(item) = live.events.get_mut().next() {
-                self.on_record(&item);
-            }
-            self.poll(live)?;
+            session.drain(self);
+            let p = session.poll()?;
+            self.take(session, p)?;
             let old_filter = self.settings.filter.clone();
-            match Live::start(&new.filter, self.settings.verbose) {
+            match Session::start(&new.filter, self.settings.verbose) {
                 Ok(l) => {
-                    *live = l;
+                    self.bad_records += session.bad_records();
+                    *session = l;
                     self.tracker.reset_keys();
                     self.capture_restarts += 1;
-                    let fj = output::filter_json(&new.filter).to_string();
-                    if let Err(e) = self.db.set_filter(&fj) {
+                    if let Err(e) = self.db.set_filter(&filter_json(&new.filter)) {
                         log::warn!("reload: recording the new selectors: {e}");
                     }
                 }
@@ -657,107 +599,13 @@ impl Recorder {
     }
 }
 
-/// Tells systemd (Type=notify) how the service is doing; a no-op outside systemd.
-fn sd_notify(state: &str) {
-    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
-        sd_notify_to(&path, state);
-    }
-}
-
-fn sd_notify_to(path: &std::ffi::OsStr, state: &str) {
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let bytes = path.as_encoded_bytes();
-    let addr = if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        SocketAddr::from_abstract_name(name)
-    } else {
-        SocketAddr::from_pathname(std::path::Path::new(path))
-    };
-    let r = addr.and_then(|a| {
-        let s = UnixDatagram::unbound()?;
-        let msg = if state == "RELOADING=1" {
-            // Type=notify-reload wants the time of the reload request.
-            format!("{state}\nMONOTONIC_USEC={}", monotonic_ns() / 1000)
-        } else {
-            state.to_string()
-        };
-        s.send_to_addr(msg.as_bytes(), &a)
-    });
-    if let Err(e) = r {
-        log::debug!("sd_notify {state}: {e}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use observer_common::{AT_FDCWD, STATUS_DIRFD, Syscall};
-
-    fn sighting(path: &[u8], tgid: u32, dfd: i32, aux: u64, errno: u32, status: u32) -> Sighting {
-        use observer_common::{AggKey, COMM_LEN, EventHeader};
-        let mut comm = [0u8; COMM_LEN];
-        comm[..7].copy_from_slice(b"apache2");
-        Sighting {
-            hdr: EventHeader {
-                key: AggKey {
-                    path_hash: 1,
-                    tgid,
-                    errno,
-                    syscall: Syscall::Openat as u32,
-                    dfd,
-                },
-                ts_ns: 0,
-                flags: 0,
-                aux,
-                tid: tgid,
-                uid: 0,
-                gid: 0,
-                path_len: path.len() as u32,
-                status,
-                _pad: 0,
-                comm,
-            },
-            path: path.to_vec(),
-        }
-    }
-
-    #[test]
-    fn directory_opens_are_not_failures_but_resolve_later_relative_ones() {
-        // A process that is gone: /proc cannot help, the recorded opens must.
-        let tgid = u32::MAX - 7;
-        let mut r = Resolver::default();
-        assert!(
-            r.key_info(&sighting(b"/run", tgid, AT_FDCWD, 5, 0, STATUS_DIRFD))
-                .is_none()
-        );
-        assert!(
-            r.key_info(&sighting(b"systemd", tgid, 5, 6, 0, STATUS_DIRFD))
-                .is_none()
-        );
-        let i = r.key_info(&sighting(b"userdb", tgid, 6, 0, 2, 0)).unwrap();
-        assert_eq!(i.path, b"/run/systemd/userdb");
-        assert!(!i.unresolved);
-        let i = r.key_info(&sighting(b"rel", tgid, 9, 0, 2, 0)).unwrap();
-        assert!(i.unresolved);
-    }
 
     #[test]
     fn polls_often_enough_for_minute_buckets() {
         assert_eq!(poll_period(Duration::from_secs(1)), Duration::from_secs(1));
         assert_eq!(poll_period(Duration::from_secs(60)), Duration::from_secs(5));
-    }
-
-    #[test]
-    fn sd_notify_reaches_the_socket() {
-        let dir = std::env::temp_dir().join(format!("observer-notify-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let p = dir.join("sock");
-        let _ = std::fs::remove_file(&p);
-        let s = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
-        sd_notify_to(p.as_os_str(), "READY=1");
-        let mut buf = [0u8; 64];
-        let n = s.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,4 +1,4 @@
-//! Fleet export: `observer record --metrics ADDR` serves `/metrics` in the OpenMetrics text
+//! The recorder's fleet export: `observer record --metrics ADDR` serves `/metrics` in the OpenMetrics text
 //! format (which Prometheus scrapes natively). The recorder publishes a [`Snapshot`] after each
 //! poll; the HTTP thread renders the latest one per scrape.
 //!
@@ -18,14 +18,15 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::escape::escape_path;
 use crate::history::bucket::{MAX_COMM_LABELS, Totals};
-use crate::history::db::TopPath;
-use crate::report::escape_path;
+use crate::history::reader::TopPath;
 
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The metrics, as Markdown for the documentation.
-pub const METRICS_DOC: &str = r#"### Fleet export: `--metrics` (`observer record --metrics 127.0.0.1:9464`)
+#[cfg(test)]
+pub(crate) const METRICS_DOC: &str = r#"### Fleet export: `--metrics` (`observer record --metrics 127.0.0.1:9464`)
 
 `GET /metrics`, OpenMetrics text format (Prometheus scrapes it as is).
 
@@ -51,18 +52,18 @@ invalid UTF-8 as `\xNN`)."#;
 
 /// What `/metrics` shows.
 #[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub failures: Totals,
-    pub top: Vec<TopPath>,
-    pub lost: u64,
-    pub overflow: u64,
-    pub dropped: u64,
-    pub db_write_errors: u64,
-    pub last_flush_ms: Option<i64>,
-    pub db_size: u64,
-    pub pending_buckets: usize,
-    pub tracked_keys: usize,
-    pub capture_restarts: u64,
+pub(crate) struct Snapshot {
+    pub(crate) failures: Totals,
+    pub(crate) top: Vec<TopPath>,
+    pub(crate) lost: u64,
+    pub(crate) overflow: u64,
+    pub(crate) dropped: u64,
+    pub(crate) db_write_errors: u64,
+    pub(crate) last_flush_ms: Option<i64>,
+    pub(crate) db_size: u64,
+    pub(crate) pending_buckets: usize,
+    pub(crate) tracked_keys: usize,
+    pub(crate) capture_restarts: u64,
 }
 
 impl Collector for Snapshot {
@@ -183,7 +184,7 @@ impl Collector for Snapshot {
 }
 
 /// The exposition of `s`, ending with `# EOF`.
-pub fn render(s: &Snapshot) -> String {
+pub(crate) fn render(s: &Snapshot) -> String {
     let mut reg = Registry::default();
     reg.register_collector(Box::new(s.clone()));
     let mut out = String::new();
@@ -193,14 +194,14 @@ pub fn render(s: &Snapshot) -> String {
 }
 
 /// The HTTP endpoint, on its own thread.
-pub struct Server {
+pub(crate) struct Server {
     server: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Server {
-    pub fn start(addr: SocketAddr, state: Arc<Mutex<Snapshot>>) -> Result<Server> {
+    pub(crate) fn start(addr: SocketAddr, state: Arc<Mutex<Snapshot>>) -> Result<Server> {
         let server = tiny_http::Server::http(addr)
             .map_err(|e| anyhow!("cannot serve metrics on {addr}: {e}"))?;
         let bound = server
@@ -220,7 +221,7 @@ impl Server {
         })
     }
 
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.shutdown();
     }
 

@@ -1,5 +1,5 @@
 //! `observer record`'s settings: a TOML file (every long option of `observer record` is a key)
-//! overridden by the command line.
+//! overridden by the command line ([`Overrides`], which the flag layer fills).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -9,18 +9,20 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::capture::Filter;
-use crate::cli::{RecordArgs, Selection, parse_duration, parse_size, parse_syscalls};
-use crate::history::db::DEFAULT_DB;
+use crate::values::{parse_duration, parse_size, parse_syscalls};
 
-pub const DEFAULT_CONFIG: &str = "/etc/observer/observer.toml";
-pub const DEFAULT_FLUSH: Duration = Duration::from_secs(10);
-pub const MAX_FLUSH: Duration = Duration::from_secs(60);
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(14 * 86_400);
-pub const DEFAULT_MAX_DB_SIZE: u64 = 1 << 30;
-pub const DEFAULT_METRICS_TOP: usize = 20;
-pub const DEFAULT_EVICT_AFTER: Duration = Duration::from_secs(120);
+/// Where `observer record` keeps its history unless told otherwise.
+pub(crate) const DEFAULT_DB: &str = "/var/lib/observer/observer.db";
+
+pub(crate) const DEFAULT_CONFIG: &str = "/etc/observer/observer.toml";
+pub(crate) const DEFAULT_FLUSH: Duration = Duration::from_secs(10);
+pub(crate) const MAX_FLUSH: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(14 * 86_400);
+pub(crate) const DEFAULT_MAX_DB_SIZE: u64 = 1 << 30;
+pub(crate) const DEFAULT_METRICS_TOP: usize = 20;
+pub(crate) const DEFAULT_EVICT_AFTER: Duration = Duration::from_secs(120);
 /// More path labels than this would make /metrics a cardinality problem for Prometheus.
-pub const MAX_METRICS_TOP: usize = 1000;
+pub(crate) const MAX_METRICS_TOP: usize = 1000;
 
 /// A value that may be written as one item or a list: `comm = "apache2"` or `comm = [...]`.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -76,34 +78,52 @@ struct File {
     verbose: Option<bool>,
 }
 
+/// What the command line says, over the file: every value is optional but the selection,
+/// which replaces the file's as a whole when it names any selector.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Overrides {
+    /// The selection as given (not yet checked: it is merged with the file first).
+    pub(crate) filter: Filter,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) db: Option<PathBuf>,
+    pub(crate) flush_interval: Option<Duration>,
+    pub(crate) retention: Option<Duration>,
+    pub(crate) max_db_size: Option<u64>,
+    pub(crate) metrics: Option<String>,
+    pub(crate) metrics_top: Option<usize>,
+    pub(crate) jsonl: Option<PathBuf>,
+    pub(crate) verbose: bool,
+    pub(crate) evict_after: Option<Duration>,
+}
+
 /// Where `--jsonl` goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JsonlTarget {
+pub(crate) enum JsonlTarget {
     Stdout,
     File(PathBuf),
 }
 
 /// What `observer record` runs with.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
-    pub filter: Filter,
-    pub db: PathBuf,
-    pub flush_interval: Duration,
-    pub retention: Duration,
-    pub max_db_size: u64,
-    pub metrics: Option<SocketAddr>,
-    pub metrics_top: usize,
-    pub jsonl: Option<JsonlTarget>,
-    pub verbose: bool,
+pub(crate) struct Settings {
+    pub(crate) filter: Filter,
+    pub(crate) db: PathBuf,
+    pub(crate) flush_interval: Duration,
+    pub(crate) retention: Duration,
+    pub(crate) max_db_size: u64,
+    pub(crate) metrics: Option<SocketAddr>,
+    pub(crate) metrics_top: usize,
+    pub(crate) jsonl: Option<JsonlTarget>,
+    pub(crate) verbose: bool,
     /// Idle keys are forgotten after this long (`--evict-after`, not a file key).
-    pub evict_after: Duration,
+    pub(crate) evict_after: Duration,
     /// The file these came from, if any.
-    pub source: Option<PathBuf>,
+    pub(crate) source: Option<PathBuf>,
 }
 
 /// Reads the configuration file (`--config`, or the default one if it exists) and applies the
 /// command line over it.
-pub fn load(args: &RecordArgs) -> Result<Settings> {
+pub(crate) fn load(args: &Overrides) -> Result<Settings> {
     let (file, source) = match &args.config {
         Some(p) => (read(p)?, Some(p.clone())),
         None => {
@@ -138,24 +158,27 @@ fn parse(text: &str) -> Result<File> {
     })
 }
 
-fn merge(file: File, args: &RecordArgs, source: Option<PathBuf>) -> Result<Settings> {
-    let cli = &args.select;
-    let cli_selects =
-        !cli.comm.is_empty() || !cli.pid.is_empty() || !cli.cgroup.is_empty() || cli.all;
-    let mut sel = Selection::default();
-    if cli_selects {
-        sel.comm = cli.comm.clone();
-        sel.pid = cli.pid.clone();
-        sel.cgroup = cli.cgroup.clone();
-        sel.all = cli.all;
+fn merge(file: File, args: &Overrides, source: Option<PathBuf>) -> Result<Settings> {
+    let cli = &args.filter;
+    let mut sel = if cli.selects() {
+        Filter {
+            comms: cli.comms.clone(),
+            pids: cli.pids.clone(),
+            cgroups: cli.cgroups.clone(),
+            all: cli.all,
+            ..Filter::default()
+        }
     } else {
-        sel.comm = file.comm.map(OneOrMany::into_vec).unwrap_or_default();
-        sel.pid = file.pid.map(OneOrMany::into_vec).unwrap_or_default();
-        sel.cgroup = file.cgroup.map(OneOrMany::into_vec).unwrap_or_default();
-        sel.all = file.all.unwrap_or(false);
-    }
-    sel.errno = if !cli.errno.is_empty() {
-        cli.errno.clone()
+        Filter {
+            comms: file.comm.map(OneOrMany::into_vec).unwrap_or_default(),
+            pids: file.pid.map(OneOrMany::into_vec).unwrap_or_default(),
+            cgroups: file.cgroup.map(OneOrMany::into_vec).unwrap_or_default(),
+            all: file.all.unwrap_or(false),
+            ..Filter::default()
+        }
+    };
+    sel.errnos = if !cli.errnos.is_empty() {
+        cli.errnos.clone()
     } else {
         let mut v = Vec::new();
         for e in file.errno.map(OneOrMany::into_vec).unwrap_or_default() {
@@ -173,11 +196,11 @@ fn merge(file: File, args: &RecordArgs, source: Option<PathBuf>) -> Result<Setti
     } else {
         let mut v = Vec::new();
         for s in file.syscalls.map(OneOrMany::into_vec).unwrap_or_default() {
-            v.push(parse_syscalls(&s).context("syscalls")?);
+            v.extend(parse_syscalls(&s).context("syscalls")?);
         }
         v
     };
-    let filter = sel.filter()?;
+    let filter = sel.checked()?;
 
     let dur =
         |cli: Option<Duration>, f: Option<StrOrNum>, key: &str, default: Duration| match (cli, f) {
@@ -255,7 +278,7 @@ fn merge(file: File, args: &RecordArgs, source: Option<PathBuf>) -> Result<Setti
 }
 
 /// `HOST:PORT` (a name resolves to its first address), or `off`/`none`.
-pub fn parse_listen(a: &str) -> Result<Option<SocketAddr>> {
+pub(crate) fn parse_listen(a: &str) -> Result<Option<SocketAddr>> {
     let a = a.trim();
     if a.is_empty() || a.eq_ignore_ascii_case("off") || a.eq_ignore_ascii_case("none") {
         return Ok(None);
@@ -280,7 +303,7 @@ pub fn parse_listen(a: &str) -> Result<Option<SocketAddr>> {
 
 impl Settings {
     /// What changed from `self` to `new`, as "key: old -> new" items.
-    pub fn changes(&self, new: &Settings) -> Vec<String> {
+    pub(crate) fn changes(&self, new: &Settings) -> Vec<String> {
         let mut v = Vec::new();
         let mut diff = |k: &str, a: String, b: String| {
             if a != b {
@@ -340,24 +363,18 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    fn args(a: &[&str]) -> RecordArgs {
-        let mut v = vec!["observer", "record"];
-        v.extend_from_slice(a);
-        match crate::cli::Cli::try_parse_from(v).unwrap().cmd {
-            Some(crate::cli::Cmd::Record(r)) => r,
-            other => panic!("{other:?}"),
-        }
+    fn settings(toml: &str, o: &Overrides) -> Result<Settings> {
+        merge(parse(toml)?, o, None)
     }
 
-    fn settings(toml: &str, a: &[&str]) -> Result<Settings> {
-        merge(parse(toml)?, &args(a), None)
+    fn none() -> Overrides {
+        Overrides::default()
     }
 
     #[test]
     fn defaults_without_a_file() {
-        let s = settings("", &[]).unwrap();
+        let s = settings("", &none()).unwrap();
         assert_eq!(s.filter.effective_comms(), vec!["apache2"]);
         assert_eq!(s.db, PathBuf::from(DEFAULT_DB));
         assert_eq!(s.flush_interval, DEFAULT_FLUSH);
@@ -382,7 +399,7 @@ mod tests {
             metrics-top = 5
             jsonl = "-"
         "#;
-        let s = settings(toml, &[]).unwrap();
+        let s = settings(toml, &none()).unwrap();
         assert_eq!(s.filter.comms, vec!["apache2", "php-fpm8.2"]);
         assert_eq!(s.filter.errnos, vec![2, 13]);
         assert_eq!(s.filter.syscalls.len(), 4);
@@ -396,16 +413,16 @@ mod tests {
 
         let s = settings(
             toml,
-            &[
-                "--pid",
-                "1",
-                "--flush-interval",
-                "1s",
-                "--metrics",
-                "off",
-                "--db",
-                "/x.db",
-            ],
+            &Overrides {
+                filter: Filter {
+                    pids: vec![1],
+                    ..Filter::default()
+                },
+                flush_interval: Some(Duration::from_secs(1)),
+                metrics: Some("off".into()),
+                db: Some("/x.db".into()),
+                ..Overrides::default()
+            },
         )
         .unwrap();
         assert!(
@@ -427,33 +444,42 @@ mod tests {
     fn mistakes_are_reported_with_their_line() {
         let e = format!(
             "{:#}",
-            settings("comm = [\"a\"]\nflush-intervall = \"1s\"\n", &[]).unwrap_err()
+            settings("comm = [\"a\"]\nflush-intervall = \"1s\"\n", &none()).unwrap_err()
         );
         assert!(e.contains("line 2") && e.contains("flush-intervall"), "{e}");
         let e = format!(
             "{:#}",
-            settings("flush-interval = \"2m\"", &[]).unwrap_err()
+            settings("flush-interval = \"2m\"", &none()).unwrap_err()
         );
         assert!(e.contains("at most 60s"), "{e}");
-        let e = format!("{:#}", settings("errno = [\"ENOPE\"]", &[]).unwrap_err());
+        let e = format!(
+            "{:#}",
+            settings("errno = [\"ENOPE\"]", &none()).unwrap_err()
+        );
         assert!(e.contains("ENOPE"), "{e}");
-        let e = format!("{:#}", settings("max-db-size = \"huge\"", &[]).unwrap_err());
+        let e = format!(
+            "{:#}",
+            settings("max-db-size = \"huge\"", &none()).unwrap_err()
+        );
         assert!(e.contains("max-db-size"), "{e}");
-        let e = format!("{:#}", settings("metrics = \"nowhere\"", &[]).unwrap_err());
+        let e = format!(
+            "{:#}",
+            settings("metrics = \"nowhere\"", &none()).unwrap_err()
+        );
         assert!(e.contains("HOST:PORT"), "{e}");
         let e = format!(
             "{:#}",
-            settings("all = true\ncomm = \"x\"", &[]).unwrap_err()
+            settings("all = true\ncomm = \"x\"", &none()).unwrap_err()
         );
         assert!(e.contains("--all"), "{e}");
-        assert!(settings("comm = 3", &[]).is_err());
+        assert!(settings("comm = 3", &none()).is_err());
     }
 
     #[test]
     fn the_shipped_example_is_valid_and_means_the_defaults() {
-        let text = include_str!("../../dist/observer.toml");
-        let s = merge(parse(text).unwrap(), &args(&[]), None).unwrap();
-        let d = settings("", &[]).unwrap();
+        let text = include_str!("../../../dist/observer.toml");
+        let s = merge(parse(text).unwrap(), &none(), None).unwrap();
+        let d = settings("", &none()).unwrap();
         assert!(d.changes(&s).is_empty(), "{:?}", d.changes(&s));
     }
 
@@ -461,15 +487,19 @@ mod tests {
     fn an_explicit_missing_file_is_an_error() {
         let e = format!(
             "{:#}",
-            load(&args(&["--config", "/nonexistent/observer.toml"])).unwrap_err()
+            load(&Overrides {
+                config: Some("/nonexistent/observer.toml".into()),
+                ..Overrides::default()
+            })
+            .unwrap_err()
         );
         assert!(e.contains("/nonexistent/observer.toml"), "{e}");
     }
 
     #[test]
     fn changes_name_what_differs() {
-        let a = settings("", &[]).unwrap();
-        let b = settings("flush-interval = \"2s\"\ncomm = \"php-fpm8.2\"", &[]).unwrap();
+        let a = settings("", &none()).unwrap();
+        let b = settings("flush-interval = \"2s\"\ncomm = \"php-fpm8.2\"", &none()).unwrap();
         let c = a.changes(&b);
         assert_eq!(c.len(), 2, "{c:?}");
         assert!(

@@ -11,7 +11,7 @@ const KIND_STRUCT: u32 = 4;
 
 /// Byte offset of `member` in the struct named `strukt`, or None when the BTF has no such
 /// struct or member (or is malformed). The first struct of that name wins, as in the kernel.
-pub fn member_offset(btf: &[u8], strukt: &str, member: &str) -> Option<u32> {
+pub(crate) fn member_offset(btf: &[u8], strukt: &str, member: &str) -> Option<u32> {
     let u16_at =
         |o: usize| -> Option<u16> { Some(u16::from_ne_bytes(btf.get(o..o + 2)?.try_into().ok()?)) };
     let u32_at =

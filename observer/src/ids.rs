@@ -20,7 +20,7 @@ fn cache() -> &'static Mutex<Cache> {
 const CACHE_MAX: usize = 4096;
 
 /// The user name of `uid`, or `None` when it has no passwd entry.
-pub fn user_name(uid: u32) -> Option<String> {
+pub(crate) fn user_name(uid: u32) -> Option<String> {
     let mut c = cache().lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(n) = c.users.get(&uid) {
         return n.clone();
@@ -33,7 +33,7 @@ pub fn user_name(uid: u32) -> Option<String> {
 }
 
 /// The group name of `gid`, or `None` when it has no group entry.
-pub fn group_name(gid: u32) -> Option<String> {
+pub(crate) fn group_name(gid: u32) -> Option<String> {
     let mut c = cache().lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(n) = c.groups.get(&gid) {
         return n.clone();
@@ -46,18 +46,18 @@ pub fn group_name(gid: u32) -> Option<String> {
 }
 
 /// `name` or the number, for messages and commands.
-pub fn user_or_id(uid: u32) -> String {
+pub(crate) fn user_or_id(uid: u32) -> String {
     user_name(uid).unwrap_or_else(|| uid.to_string())
 }
 
 /// `name` or the number, for messages and commands.
-pub fn group_or_id(gid: u32) -> String {
+pub(crate) fn group_or_id(gid: u32) -> String {
     group_name(gid).unwrap_or_else(|| gid.to_string())
 }
 
 /// The groups a process running as (uid, gid) has when started the usual way (initgroups):
 /// `gid` plus the user's supplementary groups. Just `[gid]` for a uid with no passwd entry.
-pub fn groups_of(uid: u32, gid: u32) -> Vec<u32> {
+pub(crate) fn groups_of(uid: u32, gid: u32) -> Vec<u32> {
     {
         let c = cache().lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(g) = c.grouplists.get(&(uid, gid)) {
@@ -98,10 +98,11 @@ fn with_buffer<T>(
 
 fn lookup_user(uid: u32) -> Option<String> {
     with_buffer(|buf| {
-        // SAFETY: zeroed passwd is a valid value (pointers null); getpwuid_r writes into `pwd`
-        // and `buf` (whose length we pass) and sets `res` to null or to `&pwd`.
+        // SAFETY: zeroed passwd is a valid value (pointers null).
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
         let mut res: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getpwuid_r writes into `pwd` and `buf` (whose length we pass) and sets `res`
+        // to null or to `&pwd`.
         let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut res) };
         if rc != 0 || res.is_null() || pwd.pw_name.is_null() {
             return (rc, None);
@@ -114,9 +115,10 @@ fn lookup_user(uid: u32) -> Option<String> {
 
 fn lookup_group(gid: u32) -> Option<String> {
     with_buffer(|buf| {
-        // SAFETY: as in lookup_user, for getgrgid_r.
+        // SAFETY: zeroed group is a valid value (pointers null).
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
         let mut res: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: as in lookup_user, for getgrgid_r.
         let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut res) };
         if rc != 0 || res.is_null() || grp.gr_name.is_null() {
             return (rc, None);

@@ -1,4 +1,5 @@
-//! Timestamps for reports: RFC 3339 in UTC for machines, local wall-clock for operators.
+//! Timestamps: Unix milliseconds (the history's), RFC 3339 in UTC for machines, local wall-clock
+//! for operators.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,8 +43,25 @@ fn civil(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// A time of Unix milliseconds (negative before 1970).
+pub(crate) fn time_of_ms(ms: i64) -> SystemTime {
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    }
+}
+
+/// Unix milliseconds of a time.
+pub(crate) fn ms_of(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
 /// `2024-05-01T12:03:10.123Z`.
-pub fn rfc3339_millis(t: SystemTime) -> String {
+pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
     let (secs, ms) = split(t);
     // Clamp to years 0..=9999 so the format stays RFC 3339.
     let secs = secs.clamp(-62_167_219_200, 253_402_300_799);
@@ -63,8 +81,9 @@ fn local_tm(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
     let (secs, _) = split(t);
     // 64-bit time_t (every target observer supports).
     let tt: libc::time_t = secs;
-    // SAFETY: zeroed tm is valid; localtime_r fills it and returns null on failure.
+    // SAFETY: zeroed tm is a valid value of the plain C struct.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r fills `tm` from `tt` and returns null on failure.
     let r = unsafe { libc::localtime_r(&tt, &mut tm) };
     if !r.is_null() {
         let u = |v: libc::c_int| u32::try_from(v).unwrap_or(0);
@@ -92,7 +111,7 @@ fn local_tm(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
 
 /// `12:03:10` in local time, or `2024-05-01 12:03:10` when `t` is not on the same local day as
 /// `reference`.
-pub fn local_clock(t: SystemTime, reference: SystemTime) -> String {
+pub(crate) fn local_clock(t: SystemTime, reference: SystemTime) -> String {
     let (y, mo, d, h, mi, s) = local_tm(t);
     let (ry, rmo, rd, ..) = local_tm(reference);
     if (y, mo, d) == (ry, rmo, rd) {
@@ -103,7 +122,7 @@ pub fn local_clock(t: SystemTime, reference: SystemTime) -> String {
 }
 
 /// `1:02:03` / `02:03` for an elapsed duration.
-pub fn elapsed(d: Duration) -> String {
+pub(crate) fn elapsed(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)

@@ -1,4 +1,4 @@
-//! Making attacker-controlled bytes (file names, comms) safe to print.
+//! Making attacker-controlled bytes (file names, comms) safe to print, and to paste into a shell.
 //!
 //! A file name may hold any byte but `/` and NUL: an escape sequence in a name could rewrite the
 //! operator's terminal, a newline could forge a table row. `escape_path` turns every byte that is
@@ -16,7 +16,7 @@
 //! or above 0x80), `\u{...}` for a whole character, so the original bytes can be recovered.
 
 /// Escapes a raw path for a terminal or a text table. See the module documentation.
-pub fn escape_path(bytes: &[u8]) -> String {
+pub(crate) fn escape_path(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -30,14 +30,14 @@ pub fn escape_path(bytes: &[u8]) -> String {
 }
 
 /// Escapes a comm (or any text that came from the watched process) the same way.
-pub fn escape_str(s: &str) -> String {
+pub(crate) fn escape_str(s: &str) -> String {
     escape_path(s.as_bytes())
 }
 
 /// Makes text observer composed itself (hint messages, which already hold escaped paths) safe
 /// for a terminal without escaping it twice: control and invisible characters are escaped,
 /// backslashes are left alone.
-pub fn sanitize_text(s: &str) -> String {
+pub(crate) fn sanitize_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         push_char(&mut out, c, false);
@@ -46,7 +46,7 @@ pub fn sanitize_text(s: &str) -> String {
 }
 
 /// True when `bytes` would print as themselves: valid UTF-8 with nothing `escape_path` escapes.
-pub fn is_plain(bytes: &[u8]) -> bool {
+fn is_plain(bytes: &[u8]) -> bool {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.chars().all(|c| c != '\\' && !needs_escape(c)),
         Err(_) => false,
@@ -92,6 +92,32 @@ fn needs_escape(c: char) -> bool {
         // BOM / zero-width no-break space, interlinear annotation controls.
         || u == 0xfeff
         || (0xfff9..=0xfffb).contains(&u)
+}
+
+/// Quotes a path for a shell command line: as is when safe, in single quotes when printable,
+/// in bash's `$'...'` (with `\xNN` for every other byte) otherwise, so the command acts on the
+/// exact file.
+pub(crate) fn shell_quote(bytes: &[u8]) -> String {
+    let safe = |b: u8| b.is_ascii_alphanumeric() || b"/._-+:,@%=".contains(&b);
+    if !bytes.is_empty() && bytes.iter().all(|b| safe(*b)) {
+        // Checked ASCII above.
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    if is_plain(bytes) {
+        let s = String::from_utf8_lossy(bytes);
+        return format!("'{}'", s.replace('\'', "'\\''"));
+    }
+    let mut out = String::from("$'");
+    for b in bytes {
+        match b {
+            b'\'' => out.push_str("\\'"),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(*b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 #[cfg(test)]
@@ -176,6 +202,14 @@ mod tests {
         for raw in cases {
             assert_eq!(unescape(&escape_path(raw)), *raw, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote(b"/srv/app"), "/srv/app");
+        assert_eq!(shell_quote(b"/srv/my app"), "'/srv/my app'");
+        assert_eq!(shell_quote(b"/srv/it's"), "'/srv/it'\\''s'");
+        assert_eq!(shell_quote(b"/srv/\x1b\xff"), "$'/srv/\\x1b\\xff'");
     }
 
     #[test]

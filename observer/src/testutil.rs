@@ -1,23 +1,31 @@
-//! Helpers for the report tests: temporary trees, fixed failures, golden files.
+//! The unit tests' fixtures, one of each: a temporary tree, a ring-buffer record, a failure, a
+//! history bucket, a hint environment, and golden files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::model::{Failure, Syscall};
+use bytes::Bytes;
+use observer_common::{AggKey, COMM_LEN, EventHeader};
+
+use crate::capture::Sighting;
+use crate::history::bucket::{BucketKey, BucketVal};
+use crate::model::{Failure, Hint, Syscall};
+use crate::report::HintEnv;
 
 /// 2024-05-01T12:00:00Z: the start of every test capture.
-pub fn t0() -> SystemTime {
+pub(crate) fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_714_564_800)
 }
 
 /// A directory removed on drop.
-pub struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static N: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -34,12 +42,12 @@ impl TempDir {
         TempDir(dir.canonicalize().expect("canonicalize temp dir"))
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
     /// The absolute path of `rel` inside the directory, as a string.
-    pub fn abs(&self, rel: &str) -> String {
+    pub(crate) fn abs(&self, rel: &str) -> String {
         self.0
             .join(rel)
             .to_str()
@@ -47,11 +55,11 @@ impl TempDir {
             .to_string()
     }
 
-    pub fn mkdir(&self, rel: &str) {
+    pub(crate) fn mkdir(&self, rel: &str) {
         std::fs::create_dir_all(self.0.join(rel)).expect("mkdir");
     }
 
-    pub fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         let p = self.0.join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).expect("mkdir parent");
@@ -59,7 +67,7 @@ impl TempDir {
         std::fs::write(p, text).expect("write");
     }
 
-    pub fn chmod(&self, rel: &str, mode: u32) {
+    pub(crate) fn chmod(&self, rel: &str, mode: u32) {
         std::fs::set_permissions(self.0.join(rel), std::fs::Permissions::from_mode(mode))
             .expect("chmod");
     }
@@ -72,10 +80,10 @@ impl Drop for TempDir {
 }
 
 /// A failure of `path` with `errno`, first seen 1 s into the capture, by comm apache2, uid 0.
-pub fn failure(path: &str, errno: i32, syscalls: &[(Syscall, u64)]) -> Failure {
+pub(crate) fn failure(path: &str, errno: i32, syscalls: &[(Syscall, u64)]) -> Failure {
     let syscalls: BTreeMap<Syscall, u64> = syscalls.iter().copied().collect();
     Failure {
-        path: path.as_bytes().to_vec(),
+        path: Bytes::copy_from_slice(path.as_bytes()),
         errno,
         count: syscalls.values().sum(),
         syscalls,
@@ -92,9 +100,9 @@ pub fn failure(path: &str, errno: i32, syscalls: &[(Syscall, u64)]) -> Failure {
 }
 
 /// Compares `actual` with `testdata/<name>`; `UPDATE_GOLDEN=1` rewrites the file instead.
-pub fn golden(name: &str, actual: &str) {
+pub(crate) fn golden(name: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/report/testdata")
+        .join("src/render/testdata")
         .join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).expect("mkdir testdata");
@@ -132,10 +140,10 @@ pub fn golden(name: &str, actual: &str) {
 }
 
 /// Like `golden` for JSON, compared as values (key order does not matter).
-pub fn golden_json(name: &str, actual: &serde_json::Value) {
+pub(crate) fn golden_json(name: &str, actual: &serde_json::Value) {
     let text = serde_json::to_string_pretty(actual).expect("serialize") + "\n";
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/report/testdata")
+        .join("src/render/testdata")
         .join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_none_or(|v| v != "1")
         && let Ok(expected) = std::fs::read_to_string(&path)
@@ -147,4 +155,85 @@ pub fn golden_json(name: &str, actual: &serde_json::Value) {
         return;
     }
     golden(name, &text);
+}
+
+/// A ring-buffer record as the kernel sends it: `path` failing with `errno` in `sys`, under key
+/// hash `hash`, from the only thread of process `tgid`, named apache2, uid/gid 33, at 1 µs,
+/// open flags O_CLOEXEC, its path absolute (`dfd` 0).
+pub(crate) fn sighting(
+    path: &[u8],
+    tgid: u32,
+    errno: u32,
+    sys: Syscall,
+    hash: u64,
+    status: u32,
+) -> Sighting {
+    let mut comm = [0u8; COMM_LEN];
+    comm[..7].copy_from_slice(b"apache2");
+    Sighting {
+        hdr: EventHeader {
+            key: AggKey {
+                path_hash: hash,
+                tgid,
+                errno,
+                syscall: sys as u32,
+                dfd: 0,
+            },
+            ts_ns: 1_000,
+            flags: 0o2000000,
+            aux: 0,
+            tid: tgid,
+            uid: 33,
+            gid: 33,
+            path_len: path.len() as u32,
+            status,
+            _pad: 0,
+            comm,
+        },
+        path: Bytes::copy_from_slice(path),
+    }
+}
+
+/// A history key: `path` failing with `errno` in `syscall`, by apache2 as uid/gid 33.
+pub(crate) fn bkey(path: &str, errno: i32, syscall: Syscall) -> Arc<BucketKey> {
+    Arc::new(BucketKey {
+        path: Bytes::copy_from_slice(path.as_bytes()),
+        errno,
+        syscall,
+        comm: "apache2".into(),
+        uid: 33,
+        gid: 33,
+    })
+}
+
+/// A history bucket of `count` failures at `ms`, by pid 7.
+pub(crate) fn bval(count: u64, ms: i64) -> BucketVal {
+    BucketVal {
+        count,
+        first_ms: ms,
+        last_ms: ms,
+        open_flags: 0,
+        status: 0,
+        pid: 7,
+    }
+}
+
+/// Hints on the host's `/`, with the dpkg database of `t` (empty unless the test writes one) and
+/// no library directories.
+pub(crate) fn hint_env(t: &TempDir) -> HintEnv {
+    let mut env = HintEnv::new("/", t.path().join("dpkg-info"));
+    env.lib_dirs.clear();
+    env
+}
+
+/// The kinds of `h`, as JSON names them.
+pub(crate) fn hint_kinds(h: &[Hint]) -> Vec<&str> {
+    h.iter().map(|h| h.kind.as_str()).collect()
+}
+
+/// The hint of `kind` (its JSON name); panics with all of them when there is none.
+pub(crate) fn find_hint<'a>(h: &'a [Hint], kind: &str) -> &'a Hint {
+    h.iter()
+        .find(|h| h.kind.as_str() == kind)
+        .unwrap_or_else(|| panic!("no {kind} hint in {h:#?}"))
 }

@@ -1,56 +1,29 @@
-//! Reading the history back: the failures of a window as `model::Failure`s (for the same ranking
-//! and rendering as ad-hoc mode), the baseline of what failed before the window, when observer
-//! was recording, and one path's minute-by-minute timeline.
+//! Stage 6, reading the history back: the failures of a window as `model::Failure`s (for the
+//! same ranking and rendering as ad-hoc mode), the baseline of what failed before the window,
+//! when observer was recording, and one path's minute-by-minute timeline. Opens the database
+//! read-only: without root when the file is readable, and while `observer record` writes it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
 
+use bytes::Bytes;
 use observer_common::Syscall;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OpenFlags, params};
 
-use super::bucket::{BUCKET_TRUNCATED, BUCKET_UNRESOLVED};
-use super::db::DbError;
-use crate::model::{Failure, PID_SAMPLE};
+use super::bucket::{BUCKET_TRUNCATED, BUCKET_UNRESOLVED, MinuteStats};
+use super::schema::{DbError, SCHEMA_VERSION, show, sql};
+use crate::model::{Episode, Failure, Minute, PID_SAMPLE, Session, Watched};
+use crate::time::time_of_ms;
 
-fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError {
-    move |source| DbError::Sqlite {
-        context: context.to_string(),
-        source,
-    }
-}
-
-pub fn time_of_ms(ms: i64) -> SystemTime {
-    if ms >= 0 {
-        UNIX_EPOCH + Duration::from_millis(ms as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
-    }
-}
-
-pub fn ms_of(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
-pub fn syscall_named(name: &str) -> Option<Syscall> {
+fn syscall_named(name: &str) -> Option<Syscall> {
     Syscall::ALL.iter().copied().find(|s| s.name() == name)
 }
 
-/// One run of `observer record`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Session {
-    pub started_ms: i64,
-    /// When it stopped, or how far its last flush reached (after a crash, or while it runs).
-    pub until_ms: i64,
-    /// False while it runs or after a crash.
-    pub ended: bool,
-    /// What it watched (JSON).
-    pub filter: String,
-}
-
-pub fn sessions(conn: &Connection) -> Result<Vec<Session>, DbError> {
+/// Every recording session, oldest first.
+pub(crate) fn sessions(conn: &Connection) -> Result<Vec<Session>, DbError> {
     let mut st = conn
         .prepare(
             "SELECT started_ms, coalesce(ended_ms, last_flush_ms), ended_ms IS NOT NULL, filter
@@ -63,7 +36,7 @@ pub fn sessions(conn: &Connection) -> Result<Vec<Session>, DbError> {
                 started_ms: r.get(0)?,
                 until_ms: r.get(1)?,
                 ended: r.get(2)?,
-                filter: r.get(3)?,
+                watched: serde_json::from_str::<Watched>(&r.get::<_, String>(3)?).ok(),
             })
         })
         .map_err(sql("reading sessions"))?;
@@ -74,7 +47,7 @@ pub fn sessions(conn: &Connection) -> Result<Vec<Session>, DbError> {
 /// The failures recorded in minutes `from..=to`, one per (path, errno), like ad-hoc mode's.
 /// `pids` holds the sample pids of the window's buckets and `pid_count` how many distinct ones
 /// there are (a lower bound: each bucket keeps one).
-pub fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Failure>, DbError> {
+pub(crate) fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Failure>, DbError> {
     let mut st = conn
         .prepare(
             "SELECT p.path, b.errno, b.syscall, c.comm, b.uid, b.gid, b.count, b.first_ms,
@@ -83,13 +56,13 @@ pub fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Failure>, D
              WHERE b.minute BETWEEN ?1 AND ?2",
         )
         .map_err(sql("reading failures"))?;
-    let mut rows: BTreeMap<(Vec<u8>, i32), (Failure, BTreeSet<u32>)> = BTreeMap::new();
+    let mut rows: BTreeMap<(Bytes, i32), (Failure, BTreeSet<u32>)> = BTreeMap::new();
     let mut q = st
         .query(params![from, to])
         .map_err(sql("reading failures"))?;
     let mut unknown = BTreeSet::new();
     while let Some(r) = q.next().map_err(sql("reading failures"))? {
-        let path: Vec<u8> = r.get(0).map_err(sql("reading failures"))?;
+        let path = Bytes::from(r.get::<_, Vec<u8>>(0).map_err(sql("reading failures"))?);
         let errno: i32 = r.get(1).map_err(sql("reading failures"))?;
         let sys: String = r.get(2).map_err(sql("reading failures"))?;
         let Some(syscall) = syscall_named(&sys) else {
@@ -138,11 +111,11 @@ pub fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Failure>, D
 }
 
 /// The (path, errno) pairs failing in minutes `from..=to` that also failed before `from`.
-pub fn baseline(
+pub(crate) fn baseline(
     conn: &Connection,
     from: i64,
     to: i64,
-) -> Result<BTreeSet<(Vec<u8>, i32)>, DbError> {
+) -> Result<BTreeSet<(Bytes, i32)>, DbError> {
     let mut st = conn
         .prepare(
             "SELECT p.path, w.errno
@@ -153,25 +126,16 @@ pub fn baseline(
         )
         .map_err(sql("reading the baseline"))?;
     let rows = st
-        .query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map(params![from, to], |r| {
+            Ok((Bytes::from(r.get::<_, Vec<u8>>(0)?), r.get(1)?))
+        })
         .map_err(sql("reading the baseline"))?;
     rows.collect::<Result<_, _>>()
         .map_err(sql("reading the baseline"))
 }
 
-/// One minute of one path's timeline.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Minute {
-    pub minute: i64,
-    pub count: u64,
-    pub first_ms: i64,
-    pub last_ms: i64,
-    pub syscalls: BTreeMap<String, u64>,
-    pub comms: BTreeSet<String>,
-}
-
 /// One path's failures minute by minute in `from..=to`, per errno.
-pub fn timeline(
+pub(crate) fn timeline(
     conn: &Connection,
     path: &[u8],
     from: i64,
@@ -227,7 +191,7 @@ pub fn timeline(
 
 /// Recorded paths that look like `path` (same file name, or containing it): suggestions when a
 /// timeline finds nothing.
-pub fn similar_paths(
+pub(crate) fn similar_paths(
     conn: &Connection,
     path: &[u8],
     limit: usize,
@@ -262,15 +226,7 @@ pub fn similar_paths(
 }
 
 /// Consecutive failing minutes, with quiet gaps of at most `max_gap` minutes inside.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Episode {
-    pub first_ms: i64,
-    pub last_ms: i64,
-    pub count: u64,
-    pub minutes: usize,
-}
-
-pub fn episodes(minutes: &[Minute], max_gap: i64) -> Vec<Episode> {
+pub(crate) fn episodes(minutes: &[Minute], max_gap: i64) -> Vec<Episode> {
     let mut out: Vec<Episode> = Vec::new();
     let mut prev: Option<i64> = None;
     for m in minutes {
@@ -294,7 +250,12 @@ pub fn episodes(minutes: &[Minute], max_gap: i64) -> Vec<Episode> {
 
 /// The parts of `from_ms..to_ms` when no `observer record` was running (longer than `slack_ms`,
 /// which absorbs the flush interval).
-pub fn gaps(sessions: &[Session], from_ms: i64, to_ms: i64, slack_ms: i64) -> Vec<(i64, i64)> {
+pub(crate) fn gaps(
+    sessions: &[Session],
+    from_ms: i64,
+    to_ms: i64,
+    slack_ms: i64,
+) -> Vec<(i64, i64)> {
     let mut cover: Vec<(i64, i64)> = sessions
         .iter()
         .map(|s| (s.started_ms, s.until_ms + slack_ms))
@@ -317,12 +278,168 @@ pub fn gaps(sessions: &[Session], from_ms: i64, to_ms: i64, slack_ms: i64) -> Ve
     out
 }
 
+/// One of the most failing paths.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct TopPath {
+    pub(crate) path: Vec<u8>,
+    pub(crate) errno: i32,
+    pub(crate) count: u64,
+}
+
+pub(crate) fn top_paths(
+    conn: &Connection,
+    since_minute: i64,
+    n: usize,
+) -> Result<Vec<TopPath>, DbError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT p.path, b.errno, sum(b.count) AS n FROM buckets b JOIN paths p ON p.id = b.path_id
+             WHERE b.minute >= ?1 GROUP BY b.path_id, b.errno ORDER BY n DESC, p.path LIMIT ?2",
+        )
+        .map_err(sql("preparing the top-paths query"))?;
+    let rows = st
+        .query_map(params![since_minute, n as i64], |r| {
+            Ok(TopPath {
+                path: r.get(0)?,
+                errno: r.get(1)?,
+                count: r.get::<_, i64>(2)?.max(0) as u64,
+            })
+        })
+        .map_err(sql("reading the top paths"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(sql("reading the top paths"))
+}
+
+/// Opens the database read-only, for `report` and `timeline`. Works without root when the
+/// caller can read the file, and while `observer record` writes to it.
+pub(crate) fn open_reader(db: &Path) -> Result<Connection, DbError> {
+    let denied = || {
+        DbError::Setup(format!(
+            "cannot read {}: permission denied (the history is private to the user that records \
+             it: run with sudo, or as that user, or read a copy)",
+            show(db)
+        ))
+    };
+    match std::fs::metadata(db) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(DbError::Setup(format!(
+                "{} is not a regular file",
+                show(db)
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(DbError::Setup(format!(
+                "no history at {}: `observer record` creates it (or pass --db PATH)",
+                show(db)
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(denied()),
+        Err(e) => return Err(DbError::Setup(format!("cannot read {}: {e}", show(db)))),
+    }
+    if let Err(e) = File::open(db) {
+        return Err(if e.kind() == std::io::ErrorKind::PermissionDenied {
+            denied()
+        } else {
+            DbError::Setup(format!("cannot read {}: {e}", show(db)))
+        });
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(db, flags).map_err(sql(format!("cannot open {}", show(db))))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(sql("setting the busy timeout"))?;
+    let v: Result<i64, _> = conn.query_row("PRAGMA user_version", [], |r| r.get(0));
+    let v = match v {
+        Ok(v) => v,
+        Err(e) => {
+            // A WAL database needs its -shm file; a reader that may not create it can still read
+            // a database no one is writing, as an immutable file.
+            log::debug!("read-only open failed ({e}); retrying as immutable");
+            let mut wal = db.as_os_str().to_owned();
+            wal.push("-wal");
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                log::warn!(
+                    "cannot share {} with its writer (no write access to its directory or -shm \
+                     file): reading the main file only; the newest minutes may be missing",
+                    show(db)
+                );
+            }
+            let conn = open_immutable(db)?;
+            return check_version(conn, db);
+        }
+    };
+    if v == 0 {
+        return Err(DbError::Setup(format!(
+            "{} holds no observer history (empty or not written by observer)",
+            show(db)
+        )));
+    }
+    check_version(conn, db)
+}
+
+fn open_immutable(db: &Path) -> Result<Connection, DbError> {
+    let mut uri = b"file:".to_vec();
+    for &b in db.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            uri.push(b);
+        } else {
+            uri.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+    uri.extend_from_slice(b"?immutable=1");
+    let uri = String::from_utf8(uri).unwrap_or_default();
+    Connection::open_with_flags(
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql(format!("cannot open {}", show(db))))
+}
+
+fn check_version(conn: Connection, db: &Path) -> Result<Connection, DbError> {
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql(format!("cannot read {}", show(db))))?;
+    if v > SCHEMA_VERSION {
+        return Err(DbError::Setup(format!(
+            "{} was written by a newer observer (schema {v}; this one reads {SCHEMA_VERSION})",
+            show(db)
+        )));
+    }
+    if v < SCHEMA_VERSION {
+        return Err(DbError::Setup(format!(
+            "{} holds no observer history (empty or not written by observer)",
+            show(db)
+        )));
+    }
+    Ok(conn)
+}
+
+/// Sums the loss counters of minutes `from..=to`.
+pub(crate) fn minute_stats(conn: &Connection, from: i64, to: i64) -> Result<MinuteStats, DbError> {
+    conn.query_row(
+        "SELECT coalesce(sum(lost), 0), coalesce(sum(overflow), 0), coalesce(sum(dropped), 0)
+         FROM minute_stats WHERE minute BETWEEN ?1 AND ?2",
+        params![from, to],
+        |r| {
+            Ok(MinuteStats {
+                lost: r.get::<_, i64>(0)?.max(0) as u64,
+                overflow: r.get::<_, i64>(1)?.max(0) as u64,
+                dropped: r.get::<_, i64>(2)?.max(0) as u64,
+            })
+        },
+    )
+    .map_err(sql("reading loss counters"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::bucket::{MinuteStats, Pending};
-    use crate::history::db::tests::{TempDir, bkey, bval};
-    use crate::history::db::{Writer, minute_stats, open_reader};
+    use crate::history::bucket::Pending;
+    use crate::history::writer::Writer;
+    use crate::testutil::{TempDir, bkey, bval};
 
     fn minute(m: i64, count: u64) -> Minute {
         Minute {
@@ -353,7 +470,7 @@ mod tests {
             started_ms: a,
             until_ms: b,
             ended: true,
-            filter: String::new(),
+            watched: None,
         };
         assert_eq!(gaps(&[s(0, 100)], 0, 100, 5), vec![]);
         assert_eq!(gaps(&[s(0, 40), s(60, 100)], 0, 100, 5), vec![(45, 60)]);
@@ -364,8 +481,8 @@ mod tests {
 
     #[test]
     fn window_failures_baseline_and_timeline_from_a_real_database() {
-        let d = TempDir::new("query");
-        let db = d.0.join("h.db");
+        let d = TempDir::new();
+        let db = d.path().join("h.db");
         let mut w = Writer::open(&db, "{\"comms\":[\"apache2\"]}", 0).unwrap();
         let mut p = Pending::new(1000);
         let min = 60_000;
@@ -390,7 +507,7 @@ mod tests {
         let r = open_reader(&db).unwrap();
         let f = failures(&r, 100, 110).unwrap();
         assert_eq!(f.len(), 2);
-        let always = f.iter().find(|f| f.path == b"/always").unwrap();
+        let always = f.iter().find(|f| f.path == b"/always"[..]).unwrap();
         assert_eq!(always.count, 5);
         assert_eq!(always.syscalls[&Syscall::Openat], 2);
         assert_eq!(always.syscalls[&Syscall::Newfstatat], 3);
@@ -399,7 +516,7 @@ mod tests {
         assert_eq!(always.creds, BTreeSet::from([(33, 33)]));
         assert_eq!(always.pid_count, 1);
         let base = baseline(&r, 100, 110).unwrap();
-        assert_eq!(base, BTreeSet::from([(b"/always".to_vec(), 2)]));
+        assert_eq!(base, BTreeSet::from([(Bytes::from_static(b"/always"), 2)]));
         assert_eq!(minute_stats(&r, 100, 110).unwrap().lost, 4);
         let t = timeline(&r, b"/always", 0, 200).unwrap();
         let m: Vec<(i64, u64)> = t[&2].iter().map(|m| (m.minute, m.count)).collect();
@@ -413,5 +530,26 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].until_ms, 103 * min);
         assert!(!s[0].ended);
+    }
+
+    #[test]
+    fn readers_see_committed_data_while_the_writer_is_open_and_explain_what_is_missing() {
+        let d = TempDir::new();
+        let db = d.path().join("h.db");
+        let e = open_reader(&db).err().unwrap().to_string();
+        assert!(
+            e.contains("no history at") && e.contains("observer record"),
+            "{e}"
+        );
+        let mut w = Writer::open(&db, "{}", 0).unwrap();
+        let mut p = Pending::new(100);
+        p.add(&bkey("/x", 2, Syscall::Openat), bval(3, 1_000));
+        w.flush(&p, 2_000).unwrap();
+        let r = open_reader(&db).unwrap();
+        assert_eq!(top_paths(&r, 0, 5).unwrap()[0].count, 3);
+        let junk = d.path().join("junk.db");
+        std::fs::write(&junk, b"").unwrap();
+        let e = open_reader(&junk).err().unwrap().to_string();
+        assert!(e.contains("no observer history"), "{e}");
     }
 }

@@ -1,0 +1,207 @@
+//! The ad-hoc mode (`observer` with no command): capture now, show the live ranked view (or
+//! stream JSON lines), and print the report when Ctrl-C, SIGTERM or `--duration` ends it.
+
+use std::io::{IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+
+use crate::aggregate::Store;
+use crate::capture::{Clock, Filter, Handler, Loop, Polled, Session, Sighting, monotonic_ns};
+use crate::files;
+use crate::model::RankContext;
+use crate::render::live::Live;
+use crate::render::{self, Format, json};
+use crate::report::score::WARMUP_SECS;
+use crate::report::{HintEnv, Report};
+
+/// What the ad-hoc mode runs with.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) filter: Filter,
+    /// Stop after this long; until a signal when not given.
+    pub(crate) duration: Option<Duration>,
+    /// How often counts are read and the live view redrawn.
+    pub(crate) interval: Duration,
+    pub(crate) top: Option<usize>,
+    /// Live on a terminal, table otherwise, when not given.
+    pub(crate) format: Option<Format>,
+    pub(crate) output: Option<PathBuf>,
+    pub(crate) verbose: bool,
+}
+
+/// What the ad-hoc mode keeps while it captures.
+struct Watch {
+    store: Store,
+    clock: Clock,
+    format: Format,
+    top: Option<usize>,
+    live: Option<Live>,
+    /// Warnings held back while the live view owns the screen.
+    deferred: Vec<String>,
+    hint_env: HintEnv,
+    filter: Filter,
+    started: SystemTime,
+    header: String,
+    /// The reader of the JSON lines went away.
+    closed: bool,
+}
+
+impl Watch {
+    fn report(&self) -> Report {
+        let failures = self.store.failures(&self.clock);
+        let totals = self.store.totals(&failures);
+        let ctx = RankContext {
+            window_start: self.started,
+            now: SystemTime::now(),
+            warmup_secs: WARMUP_SECS,
+            baseline: None,
+        };
+        Report::ranked(
+            failures,
+            totals,
+            &ctx,
+            &self.hint_env,
+            Some(&self.filter.watched()),
+            None,
+        )
+    }
+
+    /// Takes what a poll read; its warnings go to the log, or wait while the view is up.
+    fn take(&mut self, p: Polled) {
+        // Repeats are dated by the poll that sees their count grow.
+        self.store.update_counts(&p.counts, monotonic_ns());
+        for w in p.warnings {
+            if self.live.is_some() {
+                self.deferred.push(w);
+            } else {
+                log::warn!("{w}");
+            }
+        }
+        self.store.kernel = p.stats;
+    }
+}
+
+impl Handler for Watch {
+    fn on_sighting(&mut self, s: &Sighting) -> ControlFlow<()> {
+        if let Some(new) = self.store.on_sighting(s, &self.clock)
+            && self.format == Format::Jsonl
+            && !self.closed
+        {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            if writeln!(lock, "{}", json::jsonl_line(&new))
+                .and_then(|()| lock.flush())
+                .is_err()
+            {
+                // The reader went away (a closed pipe): end like Ctrl-C.
+                self.closed = true;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn on_poll(&mut self, _session: &mut Session, p: Polled) -> Result<()> {
+        self.take(p);
+        if self.live.is_some() {
+            let r = self.report();
+            if let Some(l) = self.live.as_mut() {
+                l.draw(&r, self.top, &self.header);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the ad-hoc mode.
+pub(crate) async fn run(s: Settings) -> Result<()> {
+    let format = s.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Live
+    } else {
+        Format::Table
+    });
+    // Fail on an unwritable --output before capturing anything, not after.
+    let mut out_file = match &s.output {
+        Some(p) => Some(files::create_private(p)?),
+        None => None,
+    };
+
+    let mut session = Session::start(&s.filter, s.verbose)?;
+    let clock = Clock::now();
+    let started = SystemTime::now();
+    eprintln!(
+        "observer: {}; {}",
+        session.watching(),
+        match s.duration {
+            Some(d) => format!("report in {}", humantime::format_duration(d)),
+            None => "Ctrl-C for the report".to_string(),
+        }
+    );
+    let mut w = Watch {
+        store: Store::default(),
+        clock,
+        format,
+        top: s.top,
+        live: (format == Format::Live).then(Live::start),
+        deferred: Vec::new(),
+        hint_env: HintEnv::default(),
+        header: format!("observer: {}", s.filter.describe()),
+        filter: s.filter,
+        started,
+        closed: false,
+    };
+    let lp = Loop {
+        period: s.interval,
+        poll_at_start: true,
+        deadline: s.duration,
+        reload: false,
+    };
+    session.run(&mut w, &lp).await?;
+    // The final report lands on the normal screen, after the warnings held back.
+    drop(w.live.take());
+    for d in std::mem::take(&mut w.deferred) {
+        log::warn!("{d}");
+    }
+    // Final: everything the kernel delivered, then its counts.
+    session.drain(&mut w);
+    let p = session.poll()?;
+    w.take(p);
+    if session.bad_records() > 0 {
+        log::warn!(
+            "{} ring-buffer record(s) could not be read",
+            session.bad_records()
+        );
+    }
+    let report = w.report();
+    let text = render::render(&report, format, s.top);
+    match out_file.as_mut() {
+        Some(f) => {
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.flush())
+                .with_context(|| {
+                    format!(
+                        "writing {}",
+                        s.output
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    )
+                })?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            let _ = lock.write_all(text.as_bytes()).and_then(|()| lock.flush());
+        }
+    }
+    if report.totals.lost > 0 {
+        eprintln!(
+            "observer: {} failure(s) were lost (ring buffer full); counts are lower bounds",
+            report.totals.lost
+        );
+    }
+    Ok(())
+}

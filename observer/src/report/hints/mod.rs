@@ -1,0 +1,282 @@
+//! Stage 4, hints: what the live filesystem says about a failure, and what to do about it. One
+//! module per finding: [`enoent`] (not found: exists now, a near match, a missing parent),
+//! [`near`] (how two names are alike), [`dpkg`] (files of installed packages), [`perm`]
+//! (the mode bits that deny a process), [`links`] (symlinks, ENOTDIR, ELOOP, ENAMETOOLONG).
+//!
+//! Hints are computed when the report is made (not when the failure happened), so a hint
+//! describes the machine as it is now: a file that exists now was created since, a permission
+//! that allows access now was fixed since (or the denial came from outside the mode bits).
+//!
+//! The checks only `lstat`, `readlink` and list directories; nothing is opened. Paths are
+//! looked up under `HintEnv::root` (normally `/`; `/proc/<pid>/root` checks a container's view).
+//! Every weight is a named constant of [`crate::report::score`].
+
+mod dpkg;
+mod enoent;
+mod links;
+mod near;
+mod perm;
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use crate::escape::escape_path;
+use crate::model::{Failure, Hint, HintKind, Syscall};
+use crate::report::score::{H_FD_LIMIT, H_INFO, H_IS_DIRECTORY, H_READ_ONLY};
+use crate::report::walk::host_path;
+
+/// Longest file name component (NAME_MAX).
+const NAME_MAX: usize = 255;
+/// Longest path, NUL included (PATH_MAX).
+const PATH_MAX: usize = 4096;
+
+const O_ACCMODE: u64 = 0o3;
+const O_WRONLY: u64 = 0o1;
+const O_CREAT: u64 = 0o100;
+const O_NOFOLLOW: u64 = 0o400000;
+
+/// Directory entries read per directory when looking for a near match.
+const MAX_DIR_ENTRIES: usize = 20_000;
+
+/// Where and how hints look at the system.
+pub(crate) struct HintEnv {
+    /// The root the failing processes see; paths are looked up under it. `/` by default.
+    pub(crate) root: PathBuf,
+    /// dpkg's per-package file lists (`<package>[:<arch>].list`, one path per line) and
+    /// conffile lists (`.conffiles`). `/var/lib/dpkg/info` under `root` by default.
+    pub(crate) dpkg_info_dir: PathBuf,
+    /// Directories (as the process sees them) where the dynamic loader finds libraries: a
+    /// missing `.so` whose name exists in one of them was a search-path probe.
+    pub(crate) lib_dirs: Vec<Vec<u8>>,
+    dpkg: OnceLock<dpkg::DpkgIndex>,
+}
+
+impl Default for HintEnv {
+    fn default() -> Self {
+        Self::with_root("/")
+    }
+}
+
+impl HintEnv {
+    /// Checks under `root`, with dpkg's database at `<root>/var/lib/dpkg/info`.
+    pub(crate) fn with_root(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let dpkg_info_dir = root.join("var/lib/dpkg/info");
+        Self::new(root, dpkg_info_dir)
+    }
+
+    pub(crate) fn new(root: impl Into<PathBuf>, dpkg_info_dir: impl Into<PathBuf>) -> Self {
+        let lib_dirs = [
+            "/lib/x86_64-linux-gnu",
+            "/usr/lib/x86_64-linux-gnu",
+            "/lib/aarch64-linux-gnu",
+            "/usr/lib/aarch64-linux-gnu",
+            "/lib64",
+            "/usr/lib64",
+            "/lib",
+            "/usr/lib",
+            "/usr/local/lib",
+        ]
+        .iter()
+        .map(|d| d.as_bytes().to_vec())
+        .collect();
+        HintEnv {
+            root: root.into(),
+            dpkg_info_dir: dpkg_info_dir.into(),
+            lib_dirs,
+            dpkg: OnceLock::new(),
+        }
+    }
+
+    /// The dpkg index, built on first use (reading every `.list` takes a moment on a big system).
+    fn dpkg(&self) -> &dpkg::DpkgIndex {
+        self.dpkg
+            .get_or_init(|| dpkg::DpkgIndex::load(&self.dpkg_info_dir))
+    }
+}
+
+/// A directory entry, for near matches.
+struct Entry {
+    name: Vec<u8>,
+    /// Directory, or symlink (which may point at one).
+    dirlike: bool,
+}
+
+/// Per-report memo of directory listings: many failures share a directory.
+#[derive(Default)]
+pub(crate) struct Memo {
+    dirs: HashMap<Vec<u8>, Rc<Vec<Entry>>>,
+}
+
+impl Memo {
+    fn list(&mut self, env: &HintEnv, dir: &[u8]) -> Rc<Vec<Entry>> {
+        if let Some(e) = self.dirs.get(dir) {
+            return e.clone();
+        }
+        let mut entries = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(host_path(&env.root, dir)) {
+            for e in rd.take(MAX_DIR_ENTRIES).flatten() {
+                let dirlike = e
+                    .file_type()
+                    .map(|t| t.is_dir() || t.is_symlink())
+                    .unwrap_or(false);
+                entries.push(Entry {
+                    name: e.file_name().as_bytes().to_vec(),
+                    dirlike,
+                });
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let rc = Rc::new(entries);
+        self.dirs.insert(dir.to_vec(), rc.clone());
+        rc
+    }
+}
+
+/// Checks `f` against the live filesystem, with a fresh memo.
+#[cfg(test)]
+pub(crate) fn hints_for(f: &Failure, env: &HintEnv) -> Vec<Hint> {
+    hints_with(f, env, &mut Memo::default())
+}
+
+/// Checks `f` against the live filesystem; directory listings are shared through `memo`.
+pub(crate) fn hints_with(f: &Failure, env: &HintEnv, memo: &mut Memo) -> Vec<Hint> {
+    let mut hints = Vec::new();
+    if f.unresolved || !f.path.starts_with(b"/") {
+        hints.push(hint(
+            HintKind::Unresolved,
+            format!(
+                "relative path {} could not be resolved (its process's working directory was \
+                 not known); no filesystem checks",
+                escape_path(&f.path)
+            ),
+            None,
+            H_INFO,
+        ));
+        if f.errno == libc::ENAMETOOLONG {
+            links::name_too_long(f, &mut hints);
+        }
+        return hints;
+    }
+    if f.truncated {
+        hints.push(hint(
+            HintKind::Truncated,
+            format!(
+                "the path was cut at PATH_MAX ({PATH_MAX} bytes) when captured; no filesystem checks"
+            ),
+            None,
+            H_INFO,
+        ));
+        if f.errno == libc::ENAMETOOLONG {
+            links::name_too_long(f, &mut hints);
+        }
+        return hints;
+    }
+    match f.errno {
+        libc::ENOENT => enoent::enoent(f, env, memo, &mut hints),
+        libc::EACCES | libc::EPERM => perm::eacces(f, env, &mut hints),
+        libc::ENOTDIR => links::enotdir(f, env, &mut hints),
+        libc::ELOOP => links::eloop(f, env, &mut hints),
+        libc::ENAMETOOLONG => links::name_too_long(f, &mut hints),
+        libc::EMFILE | libc::ENFILE => hints.push(hint(
+            HintKind::FdExhausted,
+            if f.errno == libc::EMFILE {
+                "the process ran out of file descriptors (its RLIMIT_NOFILE)".to_string()
+            } else {
+                "the system ran out of open files (fs.file-max)".to_string()
+            },
+            Some(if f.errno == libc::EMFILE {
+                "raise LimitNOFILE= in the service's unit (or ulimit -n), and look for a descriptor leak"
+                    .to_string()
+            } else {
+                "raise fs.file-max, and look for a descriptor leak".to_string()
+            }),
+            H_FD_LIMIT,
+        )),
+        libc::EROFS => hints.push(hint(
+            HintKind::ReadOnlyFs,
+            format!(
+                "{} is on a read-only filesystem (a write was attempted)",
+                escape_path(&f.path)
+            ),
+            Some("write elsewhere, or check ReadOnlyPaths=/ProtectSystem= in the unit".into()),
+            H_READ_ONLY,
+        )),
+        libc::EISDIR => hints.push(hint(
+            HintKind::IsDirectory,
+            format!("{} is a directory (opened for writing?)", escape_path(&f.path)),
+            None,
+            H_IS_DIRECTORY,
+        )),
+        _ => {}
+    }
+    hints.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+    hints
+}
+
+fn hint(kind: HintKind, message: String, suggestion: Option<String>, weight: f64) -> Hint {
+    Hint {
+        kind,
+        message,
+        suggestion,
+        weight,
+    }
+}
+
+/// Whether the final component's symlink is followed: not for lstat-only rows, nor for opens
+/// with O_NOFOLLOW.
+fn follows_final(f: &Failure) -> bool {
+    let only_lstat = !f.syscalls.is_empty() && f.syscalls.keys().all(|s| *s == Syscall::Newlstat);
+    !(only_lstat || f.open_flags & O_NOFOLLOW != 0)
+}
+
+fn check_failed(at: &[u8], e: &std::io::Error, hints: &mut Vec<Hint>) {
+    hints.push(hint(
+        HintKind::CheckFailed,
+        format!("could not check {}: {e}", escape_path(at)),
+        None,
+        H_INFO,
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::failure;
+
+    #[test]
+    fn hostile_paths_do_not_panic() {
+        let env = HintEnv::new("/", "/nonexistent-dpkg");
+        let paths: [&[u8]; 6] = [
+            b"/\0",
+            b"/",
+            b"",
+            b"/tmp/\xff\xfe/\x1b[31m",
+            b"//..//../.",
+            b"/proc/self/root/proc/self/root/x",
+        ];
+        for p in paths {
+            for errno in [
+                libc::ENOENT,
+                libc::EACCES,
+                libc::ENOTDIR,
+                libc::ELOOP,
+                libc::ENAMETOOLONG,
+                libc::EPERM,
+            ] {
+                let mut f = failure(
+                    "/",
+                    errno,
+                    &[(Syscall::Openat, 1), (Syscall::Newfstatat, 2)],
+                );
+                f.path = bytes::Bytes::copy_from_slice(p);
+                f.creds.insert((65534, 65534));
+                f.open_flags = u64::MAX;
+                let _ = hints_for(&f, &env);
+            }
+        }
+    }
+}
