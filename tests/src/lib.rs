@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod openmetrics;
+
 /// The observer binary under test (xtask sets OBSERVER_BIN to the release build).
 pub fn observer_bin() -> PathBuf {
     match std::env::var_os("OBSERVER_BIN") {
@@ -287,15 +289,24 @@ pub fn run_observer(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// A directory under the system temp dir, removed on drop.
+/// A directory under the system temp dir (mode 0755, so an unprivileged worker can traverse
+/// it), removed on drop.
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
+        use std::os::unix::fs::PermissionsExt;
         let p = std::env::temp_dir().join(format!("observer-test-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
         TempDir(p)
+    }
+
+    /// The directory, as a string.
+    pub fn path(&self) -> String {
+        self.0.to_string_lossy().into_owned()
     }
 
     pub fn join(&self, name: &str) -> String {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use observer_tests::{
-    Observer, count, failer, failer_bin, hex, path_of, row, rows_for, unique_comm,
+    Observer, TempDir, count, failer, failer_bin, hex, path_of, row, rows_for, unique_comm,
 };
 
 const MISSING_DIR: &str = "/nonexistent-observer-test";
@@ -131,7 +131,8 @@ fn every_hooked_syscall_is_reported_with_its_name_errno_and_absolute_path() {
 #[test]
 fn errnos_other_than_enoent_are_named() {
     let comm = unique_comm("obs-errno");
-    let dir = tempdir("errno");
+    let tmp = TempDir::new("errno");
+    let dir = tmp.path();
     std::fs::write(format!("{dir}/file"), b"x").unwrap();
     let obs = Observer::start(&["--comm", &comm]);
     // ENOTDIR: a file used as a directory.
@@ -159,7 +160,6 @@ fn errnos_other_than_enoent_are_named() {
         "EACCES",
     );
     assert_eq!(r["uids"][0]["uid"], 65534, "{r:#}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -200,7 +200,8 @@ fn an_open_interrupted_by_a_signal_is_not_a_failing_file() {
     // At sys_exit the kernel still holds -ERESTARTSYS (512), which the process never sees: it
     // gets EINTR, or a transparent restart. Neither says anything about the file.
     let comm = unique_comm("obs-eintr");
-    let dir = tempdir("eintr");
+    let tmp = TempDir::new("eintr");
+    let dir = tmp.path();
     let fifo = format!("{dir}/fifo");
     let c = std::ffi::CString::new(fifo.clone()).unwrap();
     // SAFETY: a valid C string.
@@ -218,7 +219,6 @@ fn an_open_interrupted_by_a_signal_is_not_a_failing_file() {
         rows_for(&report, fifo.as_bytes()).is_empty(),
         "the interrupted open was reported: {report:#}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -255,7 +255,8 @@ fn an_unreadable_path_is_counted_and_said() {
 #[test]
 fn errno_filter_keeps_only_the_named_errors() {
     let comm = unique_comm("obs-efilt");
-    let dir = tempdir("efilt");
+    let tmp = TempDir::new("efilt");
+    let dir = tmp.path();
     std::fs::write(format!("{dir}/file"), b"x").unwrap();
     let obs = Observer::start(&["--comm", &comm, "--errno", "ENOTDIR"]);
     failer(&[
@@ -267,7 +268,6 @@ fn errno_filter_keeps_only_the_named_errors() {
     let report = obs.stop();
     assert_eq!(report["paths"].as_array().unwrap().len(), 1, "{report:#}");
     row(&report, format!("{dir}/file/x").as_bytes(), "ENOTDIR");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -288,7 +288,8 @@ fn syscalls_option_narrows_the_hooks() {
 #[test]
 fn relative_and_dirfd_paths_resolve_to_absolute() {
     let comm = unique_comm("obs-rel");
-    let dir = tempdir("rel");
+    let tmp = TempDir::new("rel");
+    let dir = tmp.path();
     let obs = Observer::start(&["--comm", &comm]);
     failer(&[
         "--comm",
@@ -320,7 +321,6 @@ fn relative_and_dirfd_paths_resolve_to_absolute() {
     );
     let r = row(&report, b"/usr/share/nope/dirfd-access", "ENOENT");
     assert_eq!(r["resolved"], true);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// glibc's NSS (systemd's chase()) opens `userdb` relative to O_PATH directory fds it closes at
@@ -562,13 +562,6 @@ fn go(c: &mut std::process::Child) {
         .write_all(b"go\n")
         .expect("write go");
     assert!(c.wait().expect("wait").success());
-}
-
-fn tempdir(tag: &str) -> String {
-    let d = format!("/tmp/observer-test-{tag}-{}", std::process::id());
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn set_mode(p: &str, mode: u32) {

@@ -3,26 +3,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use observer_tests::{Observer, failer, hex, path_of, row, unique_comm};
+use observer_tests::{Observer, TempDir, failer, hex, path_of, row, unique_comm};
 use serde_json::Value;
-
-struct TempDir(String);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = format!("/tmp/observer-report-{tag}-{}", std::process::id());
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn rank1(report: &Value) -> &Value {
     let r = &report["paths"][0];
@@ -52,7 +34,7 @@ fn hint_text(r: &Value) -> String {
 #[test]
 fn a_misspelled_require_outranks_ten_times_more_benign_probes() {
     let app = TempDir::new("typo");
-    let d = &app.0;
+    let d = &app.path();
     std::fs::write(format!("{d}/class-user.php"), b"<?php\n").unwrap();
     std::fs::create_dir_all(format!("{d}/wp-content")).unwrap();
     let comm = unique_comm("obs-typo");
@@ -108,7 +90,7 @@ fn a_misspelled_require_outranks_ten_times_more_benign_probes() {
 #[test]
 fn a_permission_denied_open_names_the_denying_directory() {
     let app = TempDir::new("eacces");
-    let d = &app.0;
+    let d = &app.path();
     let secret = format!("{d}/secret");
     std::fs::create_dir_all(&secret).unwrap();
     std::fs::write(format!("{secret}/config.php"), b"<?php\n").unwrap();
@@ -171,7 +153,7 @@ fn hostile_names_are_escaped_in_tables_and_exact_in_json() {
 #[test]
 fn output_file_is_private_and_top_limits_rows() {
     let dir = TempDir::new("out");
-    let out = format!("{}/report.json", dir.0);
+    let out = dir.join("report.json");
     // A pre-existing world-readable file is tightened too.
     std::fs::write(&out, b"old").unwrap();
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();

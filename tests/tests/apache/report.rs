@@ -1,0 +1,154 @@
+//! Reading observer's report in the Apache suite: its rows, the culprit on top, a row's hints,
+//! the benign failures of a healthy site, and the strong hints a healthy site must not get.
+
+use observer_tests::path_of;
+use serde_json::Value;
+
+use crate::harness::Apache;
+
+pub(crate) fn rows(report: &Value) -> &Vec<Value> {
+    report["paths"].as_array().expect("paths array")
+}
+
+pub(crate) fn path_str(row: &Value) -> String {
+    String::from_utf8_lossy(&path_of(row)).into_owned()
+}
+
+/// The top of the report, one line per row with its reasons and hints: for failure messages.
+pub(crate) fn dump(report: &Value) -> String {
+    let mut s = format!("totals {}\n", report["totals"]);
+    for r in rows(report).iter().take(15) {
+        s.push_str(&format!(
+            "{:>3} {:>6} {:<8} {:>4} {} {}\n      why: {}\n",
+            r["rank"],
+            r["score"],
+            r["errno"].as_str().unwrap_or("?"),
+            r["count"],
+            r["syscalls"],
+            path_str(r),
+            r["reasons"]
+        ));
+        for h in r["hints"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "      hint[{} {}]: {} | {}\n",
+                h["kind"].as_str().unwrap_or("?"),
+                h["weight"],
+                h["message"].as_str().unwrap_or(""),
+                h["suggestion"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    if rows(report).len() > 15 {
+        s.push_str(&format!("... {} rows in all\n", rows(report).len()));
+    }
+    s
+}
+
+/// Asserts `path` with `errno` is ranked first, seen from `apache2`; returns its row.
+pub(crate) fn culprit_first<'a>(report: &'a Value, path: &str, errno: &str) -> &'a Value {
+    let all = rows(report);
+    assert!(!all.is_empty(), "empty report");
+    let top = &all[0];
+    assert_eq!(top["rank"], 1, "{}", dump(report));
+    assert!(
+        path_str(top) == path && top["errno"] == errno,
+        "expected {path} {errno} ranked first:\n{}",
+        dump(report)
+    );
+    assert_eq!(
+        top["comms"],
+        serde_json::json!(["apache2"]),
+        "{}",
+        dump(report)
+    );
+    top
+}
+
+/// The hint of `kind` on `row`.
+pub(crate) fn hint<'a>(report: &Value, row: &'a Value, kind: &str) -> &'a Value {
+    row["hints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} hint on {}:\n{}", path_str(row), dump(report)))
+}
+
+pub(crate) fn text<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or("")
+}
+
+/// The row for (path, errno), if any.
+pub(crate) fn find<'a>(report: &'a Value, path: &str, errno: &str) -> Option<&'a Value> {
+    rows(report)
+        .iter()
+        .find(|r| path_str(r) == path && r["errno"] == errno)
+}
+
+/// The culprit never arrives alone: the healthy site's benign failures are in the report too,
+/// ranked below it and labelled as the probes they are.
+pub(crate) fn assert_benign_noise(report: &Value, apache: &Apache) {
+    let expect = [
+        (apache.www(".htaccess"), "ENOENT", Some(".htaccess")),
+        (apache.www("docs/.htaccess"), "ENOENT", Some(".htaccess")),
+        (
+            apache.www("assets/style.css/.htaccess"),
+            "ENOTDIR",
+            Some(".htaccess"),
+        ),
+        (apache.www("index.html"), "ENOENT", Some("DirectoryIndex")),
+        (
+            apache.www("content/languages/shop-de_DE.mo"),
+            "ENOENT",
+            Some("translation"),
+        ),
+        (apache.www("content/object-cache.php"), "ENOENT", None),
+        (apache.www("config/local.php"), "ENOENT", None),
+        (apache.www(".maintenance"), "ENOENT", None),
+        (
+            apache.www("themes/child/templates/about.php"),
+            "ENOENT",
+            None,
+        ),
+    ];
+    for (path, errno, pattern) in expect {
+        let r = find(report, &path, errno)
+            .unwrap_or_else(|| panic!("benign {path} {errno} not reported:\n{}", dump(report)));
+        assert!(
+            r["rank"].as_u64() > Some(1),
+            "{path} ranked first:\n{}",
+            dump(report)
+        );
+        if let Some(p) = pattern {
+            let label = format!("probe pattern ({p})");
+            assert!(
+                r["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x == label.as_str()),
+                "{path} not labelled {label}:\n{}",
+                dump(report)
+            );
+        }
+    }
+}
+
+/// Strong hints (weight >= 1.5) say "this is broken": a healthy site must have none.
+pub(crate) fn strong_hints(report: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in rows(report) {
+        for h in r["hints"].as_array().into_iter().flatten() {
+            if h["weight"].as_f64().unwrap_or(0.0) >= 1.5 {
+                out.push(format!(
+                    "{} {}: {} {}",
+                    path_str(r),
+                    r["errno"],
+                    h["kind"],
+                    h["message"]
+                ));
+            }
+        }
+    }
+    out
+}
