@@ -13,12 +13,22 @@ use observer_common::{AggKey, COMM_LEN, EventHeader};
 
 use crate::capture::Sighting;
 use crate::history::bucket::{BucketKey, BucketVal};
-use crate::model::{Failure, Hint, Syscall};
+use crate::model::{Failure, Hint, RankContext, Syscall};
 use crate::report::HintEnv;
 
 /// 2024-05-01T12:00:00Z: the start of every test capture.
 pub(crate) fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_714_564_800)
+}
+
+/// The ranking context of a 10-minute ad-hoc capture from `t0`, with a 10 s warm-up.
+pub(crate) fn rank_ctx() -> RankContext {
+    RankContext {
+        window_start: t0(),
+        now: t0() + Duration::from_secs(600),
+        warmup_secs: 10,
+        baseline: None,
+    }
 }
 
 /// A directory removed on drop.

@@ -51,19 +51,10 @@ mod tests {
     use super::*;
     use crate::model::{HintKind, OpenMode, Reason, Syscall};
     use crate::report::score::W_NOVELTY;
-    use crate::testutil::{TempDir, failure, t0};
+    use crate::testutil::{TempDir, failure, rank_ctx as ctx, t0};
     use crate::time::local_clock;
     use std::collections::BTreeSet;
     use std::time::Duration;
-
-    fn ctx() -> RankContext {
-        RankContext {
-            window_start: t0(),
-            now: t0() + Duration::from_secs(600),
-            warmup_secs: 10,
-            baseline: None,
-        }
-    }
 
     fn env(t: &TempDir) -> HintEnv {
         let mut e = HintEnv::new("/", t.path().join("dpkg-info"));

@@ -305,16 +305,7 @@ pub(crate) fn score(f: &Failure, ctx: &RankContext, hints: &[Hint]) -> (f64, Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{failure, t0};
-
-    fn ctx() -> RankContext {
-        RankContext {
-            window_start: t0(),
-            now: t0() + Duration::from_secs(600),
-            warmup_secs: 10,
-            baseline: None,
-        }
-    }
+    use crate::testutil::{failure, rank_ctx as ctx};
 
     #[test]
     fn rate_never_dominates() {
