@@ -9,8 +9,9 @@
 pub const PATH_MAX: usize = 4096;
 /// Length of a task's comm, NUL included (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
-/// How many `--comm` names the kernel filter holds.
+/// How many `--comm` names the kernel filter holds (a power of two: the program masks indexes).
 pub const MAX_COMMS: usize = 16;
+const _: () = assert!(MAX_COMMS.is_power_of_two());
 /// `AT_FDCWD`: a path relative to the current working directory.
 pub const AT_FDCWD: i32 = -100;
 /// `AT_EMPTY_PATH`: operate on the dirfd itself (an `fstat`, not a path lookup).
@@ -38,6 +39,14 @@ pub enum Syscall {
 }
 
 pub const SYSCALL_COUNT: usize = 13;
+
+/// `Config::sys_kind` entries of the calls hooked for their successes only: a watched process's
+/// new working directory, so that later relative failures resolve against the right one.
+pub const KIND_CHDIR: u8 = 13;
+pub const KIND_FCHDIR: u8 = 14;
+/// x86_64 numbers of chdir and fchdir.
+pub const NR_CHDIR: u32 = 80;
+pub const NR_FCHDIR: u32 = 81;
 
 /// What a call wanted from the file; the report weighs a failed open more than a failed probe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,12 +253,50 @@ pub struct Config {
     /// programs read the name with two loads instead of a helper call; 0 when unknown.
     pub task_comm_off: u32,
     pub errno_mask: [u64; ERRNO_MASK_WORDS],
-    /// Syscall number -> `Syscall as u8`, or `NOT_HOOKED`: the dispatch table of the raw
-    /// syscall tracepoints (x86_64 numbers, `Syscall::nr`).
+    /// Syscall number -> `Syscall as u8` (or `KIND_CHDIR`, `KIND_FCHDIR`), or `NOT_HOOKED`: the
+    /// dispatch table of the raw syscall tracepoints (x86_64 numbers, `Syscall::nr`).
     pub sys_kind: [u8; SYSCALL_TABLE_LEN],
-    /// NUL-padded comm names as two native-endian u64 words each (aligned, so the kernel
-    /// compares a name in two loads); the first `ncomms` are used. See [`comm_words`].
+    /// Process-name patterns as two native-endian u64 words each (aligned, so the kernel
+    /// compares a name in two loads): a name matches pattern `i` when its words masked with
+    /// `comm_masks[i]` equal `comms[i]`. The first `ncomms` are used. See [`comm_pattern`].
     pub comms: [[u64; 2]; MAX_COMMS],
+    pub comm_masks: [[u64; 2]; MAX_COMMS],
+    /// Offsets, from the kernel's BTF, of `task_struct.nsproxy`, `nsproxy.mnt_ns` and
+    /// `mnt_namespace.ns.inum`: a first sighting carries the mount namespace the process saw its
+    /// paths in. 0 when unknown (then userspace asks /proc).
+    pub task_nsproxy_off: u32,
+    pub nsproxy_mnt_ns_off: u32,
+    pub mnt_ns_inum_off: u32,
+    pub _pad: u32,
+}
+
+/// The words and mask of a `--comm` pattern: `name` matches itself exactly (its NUL is part of
+/// the compare), `name*` any process name that starts with `name`. At most 15 bytes of name.
+pub fn comm_pattern(pattern: &[u8]) -> ([u64; 2], [u64; 2]) {
+    let (name, prefix) = match pattern.split_last() {
+        Some((b'*', head)) => (head, true),
+        _ => (pattern, false),
+    };
+    let n = if name.len() < COMM_LEN {
+        name.len()
+    } else {
+        COMM_LEN - 1
+    };
+    let mut mask = [0u8; COMM_LEN];
+    // An exact name compares its NUL too, so "apache2" is not "apache2x".
+    let covered = if prefix { n } else { n + 1 };
+    for m in mask.iter_mut().take(covered) {
+        *m = 0xff;
+    }
+    (comm_words(&name[..n]), words(&mask))
+}
+
+fn words(b: &[u8; COMM_LEN]) -> [u64; 2] {
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&b[..8]);
+    hi.copy_from_slice(&b[8..]);
+    [u64::from_ne_bytes(lo), u64::from_ne_bytes(hi)]
 }
 
 /// A NUL-padded comm as the two words `Config::comms` holds.
@@ -261,11 +308,7 @@ pub fn comm_words(name: &[u8]) -> [u64; 2] {
         COMM_LEN - 1
     };
     b[..n].copy_from_slice(&name[..n]);
-    let mut lo = [0u8; 8];
-    let mut hi = [0u8; 8];
-    lo.copy_from_slice(&b[..8]);
-    hi.copy_from_slice(&b[8..]);
-    [u64::from_ne_bytes(lo), u64::from_ne_bytes(hi)]
+    words(&b)
 }
 
 impl Config {
@@ -277,6 +320,11 @@ impl Config {
         errno_mask: [0; ERRNO_MASK_WORDS],
         sys_kind: [NOT_HOOKED; SYSCALL_TABLE_LEN],
         comms: [[0; 2]; MAX_COMMS],
+        comm_masks: [[0; 2]; MAX_COMMS],
+        task_nsproxy_off: 0,
+        nsproxy_mnt_ns_off: 0,
+        mnt_ns_inum_off: 0,
+        _pad: 0,
     };
 
     #[inline(always)]
@@ -292,7 +340,8 @@ impl Config {
     }
 }
 const _: () = assert!(
-    core::mem::size_of::<Config>() == 16 + 8 * ERRNO_MASK_WORDS + SYSCALL_TABLE_LEN + 16 * 16
+    core::mem::size_of::<Config>()
+        == 16 + 8 * ERRNO_MASK_WORDS + SYSCALL_TABLE_LEN + 2 * 16 * MAX_COMMS + 16
 );
 
 /// Syscall numbers below this are looked up in `Config::sys_kind` (a power of two).
@@ -310,8 +359,10 @@ pub const MAP_AGG: &str = "AGG";
 pub const MAP_PIDS: &str = "PIDS";
 pub const MAP_CGROUPS: &str = "CGROUPS";
 pub const MAP_STATS: &str = "STATS";
+pub const MAP_CWDGEN: &str = "CWDGEN";
+pub const MAP_DIRGEN: &str = "DIRGEN";
 
-/// Ring buffer size in bytes. A record is 88 bytes + the path, and only the first sighting of a
+/// Ring buffer size in bytes. A record is 112 bytes + the path, and only the first sighting of a
 /// key (and, when `AGG` is full, every failure) goes through it.
 pub const EVENTS_BYTES: u32 = 8 << 20;
 /// Distinct (path, tgid, errno, syscall, dirfd) keys aggregated in the kernel.
@@ -320,6 +371,19 @@ pub const AGG_ENTRIES: u32 = 65536;
 pub const PIDS_ENTRIES: u32 = 16384;
 /// `--cgroup` targets (each directory and its descendants at start).
 pub const CGROUPS_ENTRIES: u32 = 1024;
+/// Working-directory generations of watched processes (LRU).
+pub const CWDGEN_ENTRIES: u32 = 16384;
+/// Directory-fd generations of watched processes (LRU).
+pub const DIRGEN_ENTRIES: u32 = 65536;
+
+/// `DIRGEN` key: a process's directory fd.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DirKey {
+    pub tgid: u32,
+    pub fd: i32,
+}
+const _: () = assert!(core::mem::size_of::<DirKey>() == 8);
 
 /// Per-CPU counters in `STATS`.
 #[repr(u32)]
@@ -345,7 +409,10 @@ pub const PID_EXPLICIT: u32 = 1;
 pub const PID_INHERITED: u32 = 2;
 
 /// Key of the in-kernel aggregate. `dfd` is 0 for absolute paths (the dirfd does not matter) and
-/// the real dirfd (or AT_FDCWD) for relative ones, so each resolves on its own.
+/// the real dirfd (or AT_FDCWD) for relative ones, so each resolves on its own; `dir_gen` is then the
+/// generation of that directory (the process's chdirs for AT_FDCWD, the directory opens that
+/// reused the fd number otherwise), so one relative name failing from two directories is two
+/// keys.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AggKey {
@@ -354,8 +421,10 @@ pub struct AggKey {
     pub errno: u32,
     pub syscall: u32,
     pub dfd: i32,
+    pub dir_gen: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<AggKey>() == 24);
+const _: () = assert!(core::mem::size_of::<AggKey>() == 32);
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -390,10 +459,15 @@ pub const STATUS_UNAGGREGATED: u32 = 1 << 1;
 pub const STATUS_PATH_FAULT: u32 = 1 << 2;
 
 /// Not a failure: a watched process opened a directory (O_DIRECTORY or O_PATH) successfully.
-/// `aux` holds the new fd, `key.dfd` the dirfd the path is relative to. Userspace keeps a table
-/// of these so a later `openat(fd, "rel")` resolves even after the fd is closed (glibc's NSS
-/// walks `/run/systemd/userdb` that way and closes each fd at once).
+/// `aux` holds the new fd and `aux_gen` its generation, `key.dfd`/`key.dir_gen` the directory the
+/// path is relative to. Userspace keeps a table of these so a later `openat(fd, "rel")` resolves
+/// even after the fd is closed (glibc's NSS walks `/run/systemd/userdb` that way and closes each
+/// fd at once).
 pub const STATUS_DIRFD: u32 = 1 << 3;
+/// Not a failure: a watched process changed its working directory (chdir: the path, relative
+/// to `key.dfd`/`key.dir_gen`; fchdir: `aux` is the fd, `key.dfd`/`key.dir_gen` name it). `aux_gen` is
+/// the new working directory's generation.
+pub const STATUS_CHDIR: u32 = 1 << 4;
 /// `O_DIRECTORY` and `O_PATH` (x86_64).
 pub const O_DIRECTORY: u64 = 0o200000;
 pub const O_PATH: u64 = 0o10000000;
@@ -406,18 +480,25 @@ pub struct EventHeader {
     pub ts_ns: u64,
     /// Open flags, access mode, or AT flags, as the syscall got them.
     pub flags: u64,
-    /// faccessat2: its AT flags. openat2: `open_how.resolve`.
+    /// faccessat2: its AT flags. openat2: `open_how.resolve`. A directory open: the new fd.
     pub aux: u64,
+    /// The process's cgroup (v2 id: the inode of its cgroup directory).
+    pub cgroup_id: u64,
     pub tid: u32,
     pub uid: u32,
     pub gid: u32,
     pub path_len: u32,
     pub status: u32,
+    /// The inode of the process's mount namespace, where its paths mean what they say; 0 when
+    /// the kernel could not say (no BTF).
+    pub mnt_ns: u32,
+    /// A directory open or a chdir: the generation of the new fd or working directory.
+    pub aux_gen: u32,
     pub _pad: u32,
     pub comm: [u8; COMM_LEN],
 }
 pub const EVENT_HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
-const _: () = assert!(EVENT_HEADER_LEN == 88);
+const _: () = assert!(EVENT_HEADER_LEN == 112);
 
 /// The per-CPU scratch record the eBPF program fills before output.
 #[repr(C)]
@@ -440,6 +521,8 @@ mod user {
     unsafe impl aya::Pod for AggVal {}
     // SAFETY: as for Config.
     unsafe impl aya::Pod for EventHeader {}
+    // SAFETY: as for Config.
+    unsafe impl aya::Pod for DirKey {}
 }
 
 /// The path hash's seed and steps, shared by the kernel program (which hashes each path over
@@ -469,6 +552,27 @@ mod tests {
             assert_eq!(Syscall::from_u32(s as u32), Some(s));
         }
         assert_eq!(Syscall::from_u32(SYSCALL_COUNT as u32), None);
+    }
+
+    #[test]
+    fn comm_patterns_match_exact_names_with_their_nul_and_prefixes_without() {
+        let matches = |pattern: &str, comm: &str| {
+            let (want, mask) = comm_pattern(pattern.as_bytes());
+            let have = comm_words(comm.as_bytes());
+            (have[0] & mask[0]) == want[0] && (have[1] & mask[1]) == want[1]
+        };
+        assert!(matches("apache2", "apache2"));
+        assert!(!matches("apache2", "apache2x"));
+        assert!(!matches("apache2", "apache"));
+        assert!(matches("php-fpm*", "php-fpm"));
+        assert!(matches("php-fpm*", "php-fpm8.2"));
+        assert!(matches("php-fpm*", "php-fpm82"));
+        assert!(!matches("php-fpm*", "php-fp"));
+        assert!(!matches("php-fpm*", "xphp-fpm8.2"));
+        // 15 bytes, the kernel's most: the NUL falls in the last byte.
+        assert!(matches("abcdefghijklmno", "abcdefghijklmno"));
+        assert!(!matches("abcdefghijklmno", "abcdefghijklmnp"));
+        assert!(matches("abcdefghijklmn*", "abcdefghijklmnX"));
     }
 
     #[test]

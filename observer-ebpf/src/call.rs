@@ -1,7 +1,7 @@
 //! What a hooked call was: its arguments, read from the task's saved user registers at exit
 //! (x86_64 keeps them in `pt_regs`; only `ax` takes the return value).
 
-use observer_common::{AT_FDCWD, AT_SYMLINK_NOFOLLOW, Call, Syscall};
+use observer_common::{AT_FDCWD, AT_SYMLINK_NOFOLLOW, Call, KIND_CHDIR, KIND_FCHDIR, Syscall};
 
 /// `creat()` is `open(O_CREAT|O_WRONLY|O_TRUNC)`.
 const CREAT_FLAGS: u64 = 0o1101;
@@ -91,6 +91,21 @@ pub(crate) fn call_of_kind(kind: u32, a: &[u64; 6]) -> Option<Call> {
         10 => call_of(Syscall::Faccessat2, a),
         11 => call_of(Syscall::Execve, a),
         12 => call_of(Syscall::Execveat, a),
+        // chdir(path), fchdir(fd).
+        k if k == KIND_CHDIR as u32 => Call {
+            path_ptr: a[0],
+            flags: 0,
+            aux: 0,
+            dfd: AT_FDCWD,
+            syscall: k,
+        },
+        k if k == KIND_FCHDIR as u32 => Call {
+            path_ptr: 0,
+            flags: 0,
+            aux: a[0],
+            dfd: AT_FDCWD,
+            syscall: k,
+        },
         _ => return None,
     })
 }

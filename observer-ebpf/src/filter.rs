@@ -6,7 +6,8 @@ use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, generated::bpf_get_current_task_btf,
 };
 use observer_common::{
-    COMM_LEN, Config, FILTER_ALL, FILTER_CGROUP, FILTER_COMM, FILTER_PID, MAX_COMMS, Syscall,
+    COMM_LEN, Config, FILTER_ALL, FILTER_CGROUP, FILTER_COMM, FILTER_PID, KIND_CHDIR, KIND_FCHDIR,
+    MAX_COMMS, Syscall,
 };
 
 use crate::call::NR_MAX;
@@ -61,14 +62,56 @@ pub(crate) fn comm_matches<const BTF: bool>() -> bool {
         if i >= n {
             break;
         }
-        // SAFETY: i < MAX_COMMS, the array's length.
-        let want = unsafe { core::ptr::read_volatile(&raw const OBSERVER_CONFIG.comms[i]) };
-        if want == comm {
+        // Masked as well as bounded by the loop: LLVM then emits no bounds check (a panic
+        // path, which the verifier refuses).
+        let j = i & (MAX_COMMS - 1);
+        // SAFETY: j < MAX_COMMS, the arrays' length.
+        let (want, mask) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const OBSERVER_CONFIG.comms[j]),
+                core::ptr::read_volatile(&raw const OBSERVER_CONFIG.comm_masks[j]),
+            )
+        };
+        // An exact name's mask covers its NUL, a prefix pattern's only its bytes.
+        if comm[0] & mask[0] == want[0] && comm[1] & mask[1] == want[1] {
             return true;
         }
         i += 1;
     }
     false
+}
+
+/// The inode of the current task's mount namespace (`task->nsproxy->mnt_ns->ns.inum`, loaded
+/// through BTF pointers at offsets userspace found in the kernel's BTF, so the verifier checks
+/// each load); 0 without BTF or while the task exits (no nsproxy).
+#[inline(always)]
+pub(crate) fn current_mnt_ns<const BTF: bool>() -> u32 {
+    // SAFETY: reads of our own static, volatile as in cfg_flags.
+    let (task_off, ns_off, inum_off) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const OBSERVER_CONFIG.task_nsproxy_off),
+            core::ptr::read_volatile(&raw const OBSERVER_CONFIG.nsproxy_mnt_ns_off),
+            core::ptr::read_volatile(&raw const OBSERVER_CONFIG.mnt_ns_inum_off),
+        )
+    };
+    if !BTF || task_off == 0 {
+        return 0;
+    }
+    // SAFETY: the helper returns the running task; each offset is that of the pointer (or the
+    // u32) it names in the kernel's BTF, and loads through BTF pointers cannot fault (a NULL
+    // pointer reads as 0).
+    unsafe {
+        let task = bpf_get_current_task_btf().cast::<u8>();
+        let nsproxy = core::ptr::read(task.add(task_off as usize).cast::<*const u8>());
+        if nsproxy.is_null() {
+            return 0;
+        }
+        let mnt_ns = core::ptr::read(nsproxy.add(ns_off as usize).cast::<*const u8>());
+        if mnt_ns.is_null() {
+            return 0;
+        }
+        core::ptr::read(mnt_ns.add(inum_off as usize).cast::<u32>())
+    }
 }
 
 /// Is the current task one observer watches? Its pid_tgid when it is. Kinds of selector combine
@@ -114,6 +157,10 @@ pub(crate) fn is_open(kind: u32) -> bool {
 /// later dirfd-relative failures need.
 #[inline(always)]
 pub(crate) fn ret_wanted(kind: u32, ret: i64) -> bool {
+    if kind == KIND_CHDIR as u32 || kind == KIND_FCHDIR as u32 {
+        // A new working directory: later relative failures start from it.
+        return ret == 0;
+    }
     if ret >= 0 {
         return is_open(kind);
     }

@@ -30,13 +30,13 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use observer_common::{
-    AGG_ENTRIES, AggKey, AggVal, CGROUPS_ENTRIES, Config, EVENTS_BYTES, EXIT_GROUP_DEAD_OFFSET,
-    EXIT_PID_OFFSET, EventBuf, FILTER_PID, FORK_CHILD_PID_OFFSET, PID_INHERITED, PIDS_ENTRIES,
-    STAT_COUNT, Stat,
+    AGG_ENTRIES, AggKey, AggVal, CGROUPS_ENTRIES, CWDGEN_ENTRIES, Config, DIRGEN_ENTRIES, DirKey,
+    EVENTS_BYTES, EXIT_GROUP_DEAD_OFFSET, EXIT_PID_OFFSET, EventBuf, FILTER_PID,
+    FORK_CHILD_PID_OFFSET, PID_INHERITED, PIDS_ENTRIES, STAT_COUNT, Stat,
 };
 
 use call::{PtRegs, USER_CS, call_of_kind};
@@ -59,6 +59,10 @@ static PIDS: HashMap<u32, u32> = HashMap::with_max_entries(PIDS_ENTRIES, 0);
 static CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(CGROUPS_ENTRIES, 0);
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+#[map]
+static CWDGEN: LruHashMap<u32, u32> = LruHashMap::with_max_entries(CWDGEN_ENTRIES, 0);
+#[map]
+static DIRGEN: LruHashMap<DirKey, u32> = LruHashMap::with_max_entries(DIRGEN_ENTRIES, 0);
 #[map]
 static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
 
@@ -116,7 +120,7 @@ fn sys_exit<C: EbpfContext, const BTF: bool>(
         return;
     }
     if let Some(call) = call_of_kind(kind, &a) {
-        on_exit(ctx, call, pid_tgid, ret);
+        on_exit::<C, BTF>(ctx, call, pid_tgid, ret);
     }
 }
 

@@ -5,22 +5,33 @@ use aya_ebpf::{
     EbpfContext,
     bindings::BPF_NOEXIST,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_user,
-        bpf_probe_read_user_str_bytes,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_uid_gid, bpf_ktime_get_ns,
+        bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
 };
 use aya_log_ebpf::{debug, warn};
 use observer_common::{
-    AT_EMPTY_PATH, AggKey, AggVal, COMM_LEN, CONFIG_VERBOSE, Call, EVENT_HEADER_LEN, EventBuf,
-    HASH_SEED, O_DIRECTORY, O_PATH, PATH_MAX, STATUS_DIRFD, STATUS_PATH_FAULT, STATUS_TRUNCATED,
-    STATUS_UNAGGREGATED, Stat, Syscall, hash_finish, hash_step,
+    AT_EMPTY_PATH, AT_FDCWD, AggKey, AggVal, COMM_LEN, CONFIG_VERBOSE, Call, DirKey,
+    EVENT_HEADER_LEN, EventBuf, HASH_SEED, KIND_CHDIR, KIND_FCHDIR, O_DIRECTORY, O_PATH, PATH_MAX,
+    STATUS_CHDIR, STATUS_DIRFD, STATUS_PATH_FAULT, STATUS_TRUNCATED, STATUS_UNAGGREGATED, Stat,
+    Syscall, hash_finish, hash_step,
 };
 
-use crate::{AGG, EEXIST, EVENTS, SCRATCH, cfg_flags, stat_add};
+use crate::filter::current_mnt_ns;
+use crate::{AGG, CWDGEN, DIRGEN, EEXIST, EVENTS, SCRATCH, cfg_flags, stat_add};
 
 /// A watched task's hooked call has returned `ret` (already passed by `ret_wanted`).
 #[inline(always)]
-pub(crate) fn on_exit<C: EbpfContext>(ctx: &C, mut call: Call, pid_tgid: u64, ret: i64) {
+pub(crate) fn on_exit<C: EbpfContext, const BTF: bool>(
+    ctx: &C,
+    mut call: Call,
+    pid_tgid: u64,
+    ret: i64,
+) {
+    if call.syscall == KIND_CHDIR as u32 || call.syscall == KIND_FCHDIR as u32 {
+        record_chdir::<BTF>(&call, pid_tgid);
+        return;
+    }
     if call.syscall == Syscall::Openat2 as u32 {
         // openat2's flags live in the caller's `struct open_how` (first field).
         // SAFETY: the helper validates the user pointer.
@@ -28,17 +39,82 @@ pub(crate) fn on_exit<C: EbpfContext>(ctx: &C, mut call: Call, pid_tgid: u64, re
     }
     if ret >= 0 {
         if call.flags & (O_DIRECTORY | O_PATH) != 0 {
-            record_dirfd(&call, pid_tgid, ret);
+            record_dirfd::<BTF>(&call, pid_tgid, ret);
         }
         return;
     }
-    record(ctx, &call, pid_tgid, (-ret) as u32);
+    record::<C, BTF>(ctx, &call, pid_tgid, (-ret) as u32);
 }
 
-/// A successful directory open: its fd and path go to userspace, which resolves later
-/// dirfd-relative failures with them (the fd may be closed by the time they arrive).
+/// The generation of the directory a relative path of `tgid` starts from: its working
+/// directory's (it changes at each chdir) or directory fd's (it changes each time the fd number
+/// names a new directory); 0 before observer saw either change.
 #[inline(always)]
-pub(crate) fn record_dirfd(inf: &Call, pid_tgid: u64, fd: i64) {
+fn dir_gen(tgid: u32, dfd: i32) -> u32 {
+    let g = if dfd == AT_FDCWD {
+        // SAFETY: the value is copied out at once.
+        unsafe { CWDGEN.get(tgid) }
+    } else {
+        // SAFETY: as above.
+        unsafe { DIRGEN.get(DirKey { tgid, fd: dfd }) }
+    };
+    g.copied().unwrap_or(0)
+}
+
+/// A successful chdir or fchdir: the working directory's next generation, and a record that
+/// tells userspace what it is (chdir's path, or fchdir's fd).
+#[inline(always)]
+fn record_chdir<const BTF: bool>(inf: &Call, pid_tgid: u64) {
+    let tgid = (pid_tgid >> 32) as u32;
+    let next = dir_gen(tgid, AT_FDCWD).wrapping_add(1);
+    let _ = CWDGEN.insert(tgid, next, 0);
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU scratch slot is ours for the duration of this program.
+    let buf = unsafe { &mut *buf };
+    let (len, dfd, at) = if inf.syscall == KIND_CHDIR as u32 {
+        // SAFETY: the helper validates the user pointer and bounds the copy by the buffer.
+        match unsafe { bpf_probe_read_user_str_bytes(inf.path_ptr as *const u8, &mut buf.path) } {
+            Ok(p) => (p.len(), AT_FDCWD, next.wrapping_sub(1)),
+            Err(_) => return,
+        }
+    } else {
+        let fd = inf.aux as i32;
+        (0, fd, dir_gen(tgid, fd))
+    };
+    let key = AggKey {
+        path_hash: 0,
+        tgid,
+        errno: 0,
+        syscall: inf.syscall,
+        dfd,
+        dir_gen: at,
+        _pad: 0,
+    };
+    // SAFETY: helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !emit::<BTF>(buf, &key, inf, pid_tgid, now, len, STATUS_CHDIR, next) {
+        stat_add(Stat::DirfdLost, 1);
+    }
+}
+
+/// A successful directory open: its fd, the fd's next generation and the path go to userspace,
+/// which resolves later dirfd-relative failures with them (the fd may be closed by the time they
+/// arrive).
+#[inline(always)]
+pub(crate) fn record_dirfd<const BTF: bool>(inf: &Call, pid_tgid: u64, fd: i64) {
+    let tgid = (pid_tgid >> 32) as u32;
+    let new_fd = DirKey {
+        tgid,
+        fd: fd as i32,
+    };
+    // SAFETY: the value is copied out at once.
+    let next = unsafe { DIRGEN.get(new_fd) }
+        .copied()
+        .unwrap_or(0)
+        .wrapping_add(1);
+    let _ = DIRGEN.insert(new_fd, next, 0);
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -51,12 +127,15 @@ pub(crate) fn record_dirfd(inf: &Call, pid_tgid: u64, fd: i64) {
     else {
         return;
     };
+    let relative = len > 0 && buf.path[0] != b'/';
     let key = AggKey {
         path_hash: 0,
-        tgid: (pid_tgid >> 32) as u32,
+        tgid,
         errno: 0,
         syscall: inf.syscall,
         dfd: inf.dfd,
+        dir_gen: if relative { dir_gen(tgid, inf.dfd) } else { 0 },
+        _pad: 0,
     };
     let at = Call {
         aux: fd as u64,
@@ -64,13 +143,18 @@ pub(crate) fn record_dirfd(inf: &Call, pid_tgid: u64, fd: i64) {
     };
     // SAFETY: helper call without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !emit(buf, &key, &at, pid_tgid, now, len, STATUS_DIRFD) {
+    if !emit::<BTF>(buf, &key, &at, pid_tgid, now, len, STATUS_DIRFD, next) {
         stat_add(Stat::DirfdLost, 1);
     }
 }
 
 #[inline(always)]
-pub(crate) fn record<C: EbpfContext>(ctx: &C, inf: &Call, pid_tgid: u64, errno: u32) {
+pub(crate) fn record<C: EbpfContext, const BTF: bool>(
+    ctx: &C,
+    inf: &Call,
+    pid_tgid: u64,
+    errno: u32,
+) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -121,12 +205,16 @@ pub(crate) fn record<C: EbpfContext>(ctx: &C, inf: &Call, pid_tgid: u64, errno: 
         unsafe { core::ptr::read_volatile(&raw const buf.hdr.path_len) } as usize & (PATH_MAX - 1);
 
     let absolute = len > 0 && buf.path[0] == b'/';
+    let tgid = (pid_tgid >> 32) as u32;
     let key = AggKey {
         path_hash,
-        tgid: (pid_tgid >> 32) as u32,
+        tgid,
         errno,
         syscall: kind,
         dfd: if absolute { 0 } else { inf.dfd },
+        // A relative path also names the directory it starts from.
+        dir_gen: if absolute { 0 } else { dir_gen(tgid, inf.dfd) },
+        _pad: 0,
     };
     if bump(&key) {
         return;
@@ -142,7 +230,7 @@ pub(crate) fn record<C: EbpfContext>(ctx: &C, inf: &Call, pid_tgid: u64, errno: 
     };
     match AGG.insert(key, val, BPF_NOEXIST as u64) {
         Ok(()) => {
-            if !emit(buf, &key, inf, pid_tgid, now, len, status) {
+            if !emit::<BTF>(buf, &key, inf, pid_tgid, now, len, status, 0) {
                 // The path never reached userspace: undo the key so its next failure retries,
                 // and count what it held as lost.
                 let held = AGG
@@ -169,7 +257,7 @@ pub(crate) fn record<C: EbpfContext>(ctx: &C, inf: &Call, pid_tgid: u64, errno: 
         Err(_) => {
             // AGG is full: deliver this failure on its own rather than drop it.
             stat_add(Stat::AggOverflow, 1);
-            if !emit(
+            if !emit::<BTF>(
                 buf,
                 &key,
                 inf,
@@ -177,6 +265,7 @@ pub(crate) fn record<C: EbpfContext>(ctx: &C, inf: &Call, pid_tgid: u64, errno: 
                 now,
                 len,
                 status | STATUS_UNAGGREGATED,
+                0,
             ) {
                 stat_add(Stat::Lost, 1);
             }
@@ -240,8 +329,11 @@ pub(crate) unsafe fn atomic_add(ptr: *mut u64, n: u64) {
     };
 }
 
+/// Sends the record in `buf` (its path already read), with the process's identity: pid, ids,
+/// name, cgroup and mount namespace. Only first sightings and directory changes come here.
 #[inline(always)]
-pub(crate) fn emit(
+#[expect(clippy::too_many_arguments, reason = "one record's fields, inlined")]
+pub(crate) fn emit<const BTF: bool>(
     buf: &mut EventBuf,
     key: &AggKey,
     inf: &Call,
@@ -249,12 +341,17 @@ pub(crate) fn emit(
     now: u64,
     len: usize,
     status: u32,
+    aux_gen: u32,
 ) -> bool {
     let uid_gid = bpf_get_current_uid_gid();
     buf.hdr.key = *key;
     buf.hdr.ts_ns = now;
     buf.hdr.flags = inf.flags;
     buf.hdr.aux = inf.aux;
+    // SAFETY: helper call without arguments.
+    buf.hdr.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    buf.hdr.mnt_ns = current_mnt_ns::<BTF>();
+    buf.hdr.aux_gen = aux_gen;
     buf.hdr.tid = pid_tgid as u32;
     buf.hdr.uid = uid_gid as u32;
     buf.hdr.gid = (uid_gid >> 32) as u32;

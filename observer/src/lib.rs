@@ -57,8 +57,8 @@ use cli::Command;
 /// line on standard error and exit status 1; usage errors exit with 2 (clap).
 pub fn main() -> ExitCode {
     let cli = cli::parse();
-    let (style, verbose) = cli.logging();
-    logging::init(style, verbose);
+    let (level, verbose) = cli.logging();
+    logging::init(level, verbose);
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

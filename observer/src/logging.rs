@@ -1,25 +1,7 @@
-//! How observer talks on standard error: plain lines for the ad-hoc mode; `observer: ...` lines
-//! with syslog priorities for the service and the history commands.
+//! How observer talks on standard error: `observer: ...` lines, with syslog priorities when
+//! standard error is the journal.
 
 use std::io::Write;
-
-/// The two ways of logging.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Style {
-    /// The ad-hoc mode's logging, as it always was: warnings, or debug with `--verbose`.
-    AdHoc,
-    /// `record` (a service: journald adds the time) and the history commands, whose level
-    /// without `--verbose` is given.
-    Service(log::LevelFilter),
-}
-
-/// Installs the logger.
-pub(crate) fn init(style: Style, verbose: bool) {
-    match style {
-        Style::AdHoc => init_adhoc(verbose),
-        Style::Service(default) => init_service(verbose, default),
-    }
-}
 
 /// Prints the error a command ended with, as one line (under systemd, the journal records it as
 /// an error: priority 3).
@@ -29,29 +11,16 @@ pub(crate) fn fatal(e: &anyhow::Error) {
     eprintln!("{prio}observer: {e:#}");
 }
 
-fn init_adhoc(verbose: bool) {
-    env_logger::Builder::new()
-        .filter_level(if verbose {
-            log::LevelFilter::Debug
-        } else {
-            log::LevelFilter::Warn
-        })
-        // aya's own debug lines (every relocation of every program) drown what --verbose is
-        // for: observer's and the eBPF program's messages, and verifier logs in errors.
-        .filter_module("aya", log::LevelFilter::Info)
-        .filter_module("aya_obj", log::LevelFilter::Info)
-        .format_timestamp(None)
-        .format_target(false)
-        .init();
-}
-
-/// `observer: message`, `observer: warning: message`. When standard error is the journal
-/// (JOURNAL_STREAM names it), each line carries its syslog priority (`<4>`), which journald
-/// strips and records.
-fn init_service(verbose: bool, default: log::LevelFilter) {
+/// Installs the logger: `observer: message`, `observer: warning: message`, at level `default`
+/// without `--verbose` (the ad-hoc mode and the history commands: warnings; `record`, a service:
+/// info), debug with it. When standard error is the journal (JOURNAL_STREAM names it), each line
+/// carries its syslog priority (`<4>`), which journald strips and records.
+pub(crate) fn init(default: log::LevelFilter, verbose: bool) {
     let journal = stderr_is_journal();
     // Debug records pass the logger; the global level (which `record` changes when its
-    // configuration says `verbose`) decides.
+    // configuration says `verbose`) decides. aya's own debug lines (every relocation of every
+    // program) drown what --verbose is for: observer's and the eBPF program's messages, and
+    // verifier logs in errors.
     env_logger::Builder::new()
         .filter_level(log::LevelFilter::Debug)
         .filter_module("aya", log::LevelFilter::Info)

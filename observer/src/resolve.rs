@@ -1,7 +1,11 @@
-//! Stage 2: resolve. Makes relative and dirfd-relative paths absolute, from the directory opens
-//! the kernel reports (`STATUS_DIRFD` records, which are not failures) or from the process's
-//! cwd or the dirfd's target in /proc, at the moment the first failure of a key arrives (the
-//! process is usually still there). When it is not, the raw path is kept and marked unresolved.
+//! Stage 2: resolve. Makes relative and dirfd-relative paths absolute, from what the kernel
+//! reports about directories (the directory opens and the chdirs of watched processes, which are
+//! records but not failures, each with the generation it starts) or, for a directory observer
+//! has not seen change, from the process's cwd or the dirfd's target in /proc, at the moment the
+//! first failure of a key arrives (the process is usually still there). A failure's key names
+//! the generation of the directory it was made in, so the same relative name failing in two
+//! directories resolves to two paths. When nothing says where a path starts, the raw path is
+//! kept and marked unresolved.
 //! The [`Resolver`] turns each record into the [`KeyInfo`] that aggregation keeps; the ad-hoc
 //! store and `record` share it.
 
@@ -10,12 +14,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use observer_common::{AT_FDCWD, STATUS_DIRFD, STATUS_TRUNCATED, Syscall};
+use observer_common::{
+    AT_FDCWD, KIND_CHDIR, STATUS_CHDIR, STATUS_DIRFD, STATUS_TRUNCATED, Syscall,
+};
 
 use crate::capture::Sighting;
 
-/// How many (process, fd) -> directory entries the resolver remembers.
-const DIRFDS_MAX: usize = 16384;
+/// How many directories (of fds and working directories) the resolver remembers.
+const DIRS_MAX: usize = 16384;
 
 /// What the first record of a key told us.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,28 +43,37 @@ pub(crate) struct KeyInfo {
 /// Makes records' paths absolute and turns them into [`KeyInfo`]s.
 #[derive(Default)]
 pub(crate) struct Resolver {
-    /// Directories watched processes opened, by (tgid, fd), as absolute paths.
-    dirfds: HashMap<(u32, i32), Bytes>,
+    /// Directories watched processes opened, by (tgid, fd, generation), as absolute paths.
+    dirfds: HashMap<(u32, i32, u32), Bytes>,
+    /// Working directories of watched processes, by (tgid, generation).
+    cwds: HashMap<(u32, u32), Bytes>,
 }
 
 impl Resolver {
-    /// The KeyInfo of a failure record; `None` for a directory open (remembered) or a record
-    /// this observer cannot read.
+    /// The KeyInfo of a failure record; `None` for a directory open or a chdir (remembered) or a
+    /// record this observer cannot read.
     pub(crate) fn key_info(&mut self, s: &Sighting) -> Option<KeyInfo> {
         let h = &s.hdr;
+        let (tgid, tid) = (h.key.tgid, h.tid);
+        if h.status & STATUS_CHDIR != 0 {
+            let new = if h.key.syscall == u32::from(KIND_CHDIR) {
+                let r = self.resolve(tgid, tid, AT_FDCWD, h.key.dir_gen, &s.path);
+                (!r.unresolved).then_some(r.path)
+            } else {
+                self.base(tgid, tid, h.key.dfd, h.key.dir_gen)
+            };
+            if let Some(dir) = new {
+                self.remember();
+                self.cwds.insert((tgid, h.aux_gen), dir);
+            }
+            return None;
+        }
         let syscall = Syscall::from_u32(h.key.syscall)?;
-        let dir = if h.key.dfd == AT_FDCWD {
-            None
-        } else {
-            self.dirfds.get(&(h.key.tgid, h.key.dfd))
-        };
-        let r = resolve_with(h.key.tgid, h.tid, h.key.dfd, &s.path, dir);
+        let r = self.resolve(tgid, tid, h.key.dfd, h.key.dir_gen, &s.path);
         if h.status & STATUS_DIRFD != 0 {
             if !r.unresolved {
-                if self.dirfds.len() >= DIRFDS_MAX {
-                    self.dirfds.clear();
-                }
-                self.dirfds.insert((h.key.tgid, h.aux as i32), r.path);
+                self.remember();
+                self.dirfds.insert((tgid, h.aux as i32, h.aux_gen), r.path);
             }
             return None;
         }
@@ -76,44 +91,72 @@ impl Resolver {
             flags: h.flags,
         })
     }
+
+    /// Makes room when the tables are full (they are a cache of what the kernel reported).
+    fn remember(&mut self) {
+        if self.dirfds.len() + self.cwds.len() >= DIRS_MAX {
+            self.dirfds.clear();
+            self.cwds.clear();
+        }
+    }
+
+    /// The directory a relative path of thread `tid` of `tgid` starts from: `dfd` (AT_FDCWD, the
+    /// working directory) at generation `generation`. A generation the kernel reported is known exactly;
+    /// generation 0 (no change seen since observer started) is read from /proc, once.
+    fn base(&mut self, tgid: u32, tid: u32, dfd: i32, generation: u32) -> Option<Bytes> {
+        if dfd == AT_FDCWD {
+            if let Some(d) = self.cwds.get(&(tgid, generation)) {
+                return Some(d.clone());
+            }
+            if generation != 0 {
+                return None;
+            }
+            let d: Bytes = read_link(&format!("/proc/{tgid}/task/{tid}/cwd"))
+                .or_else(|| read_link(&format!("/proc/{tgid}/cwd")))?
+                .into();
+            self.remember();
+            self.cwds.insert((tgid, 0), d.clone());
+            Some(d)
+        } else if dfd >= 0 {
+            if let Some(d) = self.dirfds.get(&(tgid, dfd, generation)) {
+                return Some(d.clone());
+            }
+            // The fd was opened before observer started, or not as a directory.
+            (generation == 0)
+                .then(|| read_link(&format!("/proc/{tgid}/fd/{dfd}")))
+                .flatten()
+                .map(Bytes::from)
+        } else {
+            None
+        }
+    }
+
+    /// Resolves `raw` as the thread `tid` of process `tgid` named it relative to `dfd` at
+    /// generation `generation`.
+    fn resolve(&mut self, tgid: u32, tid: u32, dfd: i32, generation: u32, raw: &Bytes) -> Resolved {
+        if raw.first() == Some(&b'/') {
+            return Resolved {
+                path: raw.clone(),
+                unresolved: false,
+            };
+        }
+        match self.base(tgid, tid, dfd, generation) {
+            Some(base) if base.first() == Some(&b'/') && !raw.is_empty() => Resolved {
+                path: join(&base, raw).into(),
+                unresolved: false,
+            },
+            _ => Resolved {
+                path: raw.clone(),
+                unresolved: true,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Resolved {
     path: Bytes,
     unresolved: bool,
-}
-
-/// Resolves `raw` as the thread `tid` of process `tgid` named it relative to `dfd`, with the
-/// directory `dfd` pointed to when the call was made, if known (from the kernel's record of the
-/// directory open: the fd may be closed by now).
-fn resolve_with(tgid: u32, tid: u32, dfd: i32, raw: &Bytes, dir: Option<&Bytes>) -> Resolved {
-    if raw.first() == Some(&b'/') {
-        return Resolved {
-            path: raw.clone(),
-            unresolved: false,
-        };
-    }
-    let base = if let Some(d) = dir {
-        Some(d.to_vec())
-    } else if dfd == AT_FDCWD {
-        read_link(&format!("/proc/{tgid}/task/{tid}/cwd"))
-            .or_else(|| read_link(&format!("/proc/{tgid}/cwd")))
-    } else if dfd >= 0 {
-        read_link(&format!("/proc/{tgid}/fd/{dfd}"))
-    } else {
-        None
-    };
-    match base {
-        Some(base) if base.first() == Some(&b'/') && !raw.is_empty() => Resolved {
-            path: join(&base, raw).into(),
-            unresolved: false,
-        },
-        _ => Resolved {
-            path: raw.clone(),
-            unresolved: true,
-        },
-    }
 }
 
 fn read_link(p: &str) -> Option<Vec<u8>> {
@@ -150,9 +193,10 @@ fn join(base: &[u8], rel: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::testutil::sighting;
+    use observer_common::KIND_CHDIR;
 
     fn resolve(tgid: u32, tid: u32, dfd: i32, raw: &[u8]) -> Resolved {
-        resolve_with(tgid, tid, dfd, &Bytes::copy_from_slice(raw), None)
+        Resolver::default().resolve(tgid, tid, dfd, 0, &Bytes::copy_from_slice(raw))
     }
 
     #[test]
@@ -199,13 +243,14 @@ mod tests {
         let tgid = u32::MAX - 7;
         let mut r = Resolver::default();
         let mut root = sighting(b"/run", tgid, 0, Syscall::Openat, 1, STATUS_DIRFD);
-        (root.hdr.key.dfd, root.hdr.aux) = (AT_FDCWD, 5);
+        (root.hdr.key.dfd, root.hdr.aux, root.hdr.aux_gen) = (AT_FDCWD, 5, 1);
         assert!(r.key_info(&root).is_none());
         let mut sub = sighting(b"systemd", tgid, 0, Syscall::Openat, 1, STATUS_DIRFD);
-        (sub.hdr.key.dfd, sub.hdr.aux) = (5, 6);
+        (sub.hdr.key.dfd, sub.hdr.key.dir_gen) = (5, 1);
+        (sub.hdr.aux, sub.hdr.aux_gen) = (6, 1);
         assert!(r.key_info(&sub).is_none());
         let mut fail = sighting(b"userdb", tgid, 2, Syscall::Openat, 1, 0);
-        fail.hdr.key.dfd = 6;
+        (fail.hdr.key.dfd, fail.hdr.key.dir_gen) = (6, 1);
         let i = r.key_info(&fail).unwrap();
         assert_eq!(i.path, &b"/run/systemd/userdb"[..]);
         assert!(!i.unresolved);
@@ -213,5 +258,40 @@ mod tests {
         rel.hdr.key.dfd = 9;
         let i = r.key_info(&rel).unwrap();
         assert!(i.unresolved);
+        // The fd number reused for another directory: a new generation, its own path.
+        let mut again = sighting(b"/etc", tgid, 0, Syscall::Openat, 1, STATUS_DIRFD);
+        (again.hdr.key.dfd, again.hdr.aux, again.hdr.aux_gen) = (AT_FDCWD, 6, 2);
+        assert!(r.key_info(&again).is_none());
+        let mut fail2 = fail.clone();
+        fail2.hdr.key.dir_gen = 2;
+        assert_eq!(r.key_info(&fail2).unwrap().path, &b"/etc/userdb"[..]);
+        assert_eq!(r.key_info(&fail).unwrap().path, &b"/run/systemd/userdb"[..]);
+    }
+
+    #[test]
+    fn chdirs_make_relative_failures_resolve_where_they_were_made() {
+        let tgid = u32::MAX - 8;
+        let mut r = Resolver::default();
+        let chdir = |path: &[u8], from_gen: u32, new_gen: u32| {
+            let mut c = sighting(path, tgid, 0, Syscall::Openat, 0, STATUS_CHDIR);
+            c.hdr.key.syscall = u32::from(KIND_CHDIR);
+            (c.hdr.key.dfd, c.hdr.key.dir_gen, c.hdr.aux_gen) = (AT_FDCWD, from_gen, new_gen);
+            c
+        };
+        assert!(r.key_info(&chdir(b"/srv/a", 0, 1)).is_none());
+        // Relative to the previous working directory.
+        assert!(r.key_info(&chdir(b"../b", 1, 2)).is_none());
+        let fail = |generation: u32| {
+            let mut f = sighting(b"x.php", tgid, 2, Syscall::Openat, 7, 0);
+            (f.hdr.key.dfd, f.hdr.key.dir_gen) = (AT_FDCWD, generation);
+            f
+        };
+        assert_eq!(r.key_info(&fail(1)).unwrap().path, &b"/srv/a/x.php"[..]);
+        assert_eq!(
+            r.key_info(&fail(2)).unwrap().path,
+            &b"/srv/a/../b/x.php"[..]
+        );
+        // A generation whose chdir was never seen stays unresolved (no guess from /proc).
+        assert!(r.key_info(&fail(3)).unwrap().unresolved);
     }
 }

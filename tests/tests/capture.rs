@@ -323,6 +323,45 @@ fn relative_and_dirfd_paths_resolve_to_absolute() {
     assert_eq!(r["resolved"], true);
 }
 
+/// PHP-FPM and CGI change directory per request: one process failing on the same relative name
+/// from two directories is two rows, each with its absolute path and exact count. Likewise one
+/// dirfd number reused for two directories.
+#[test]
+fn a_relative_name_failing_in_two_directories_is_two_rows() {
+    let comm = unique_comm("obs-cwd");
+    let tmp = TempDir::new("cwd");
+    let (a, b) = (tmp.join("a"), tmp.join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let obs = Observer::start(&["--comm", &comm]);
+    failer(&[
+        "--comm",
+        &comm,
+        "--close-dirfds",
+        &format!("chdir:{a}"),
+        "openat:rel.php",
+        "openat:rel.php",
+        "openat:rel.php",
+        "chdir:../b",
+        "openat:rel.php",
+        "openat:rel.php",
+        // One fd number, two directories: the first dirfd is closed before the second opens.
+        &format!("newfstatat@{a}:by-fd.php"),
+        &format!("newfstatat@{b}:by-fd.php"),
+        &format!("newfstatat@{b}:by-fd.php"),
+    ]);
+    let report = obs.stop();
+    let r = row(&report, format!("{a}/rel.php").as_bytes(), "ENOENT");
+    assert_eq!(r["count"], 3, "{report:#}");
+    let r = row(&report, format!("{a}/../b/rel.php").as_bytes(), "ENOENT");
+    assert_eq!(r["count"], 2, "{report:#}");
+    let r = row(&report, format!("{a}/by-fd.php").as_bytes(), "ENOENT");
+    assert_eq!(r["count"], 1, "{report:#}");
+    let r = row(&report, format!("{b}/by-fd.php").as_bytes(), "ENOENT");
+    assert_eq!(r["count"], 2, "{report:#}");
+    assert_eq!(report["paths"].as_array().unwrap().len(), 4, "{report:#}");
+}
+
 /// glibc's NSS (systemd's chase()) opens `userdb` relative to O_PATH directory fds it closes at
 /// once; the process may exit right after. The path still resolves, from the kernel's record of
 /// the directory opens, not from /proc.

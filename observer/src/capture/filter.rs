@@ -6,13 +6,19 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use observer_common::{
     COMM_LEN, CONFIG_VERBOSE, Config, FILTER_ALL, FILTER_CGROUP, FILTER_COMM, FILTER_ERRNO,
-    FILTER_PID, MAX_COMMS, Syscall,
+    FILTER_PID, KIND_CHDIR, KIND_FCHDIR, MAX_COMMS, NR_CHDIR, NR_FCHDIR, Syscall,
 };
+
+/// What observer watches when no selector is given: the web stack. Debian's Apache is
+/// `apache2`, RHEL's `httpd`; PHP-FPM's workers keep their binary's name (`php-fpm8.2` on Debian,
+/// `php-fpm` on RHEL, `php-fpm82` on Alpine): it changes only its argv.
+pub(crate) const WEB_STACK: [&str; 3] = ["apache2", "httpd", "php-fpm*"];
 
 use crate::model::Watched;
 
 /// Which processes to watch and which failures to keep. Kinds combine with AND, values within a
-/// kind with OR; with no selector at all the default is `comm apache2`.
+/// kind with OR; with no selector at all the default is the web stack ([`WEB_STACK`]). A comm
+/// is a name, or a prefix ending in `*`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Filter {
     pub comms: Vec<String>,
@@ -48,16 +54,30 @@ impl Filter {
             );
         }
         for c in &self.comms {
-            if c.is_empty() {
-                bail!("--comm needs a non-empty process name");
+            let (name, prefix) = match c.strip_suffix('*') {
+                Some(n) => (n, true),
+                None => (c.as_str(), false),
+            };
+            if name.is_empty() {
+                bail!(if prefix {
+                    "--comm '*' would match every process: use --all"
+                } else {
+                    "--comm needs a non-empty process name"
+                });
             }
-            if c.len() > COMM_LEN - 1 {
-                let cut = String::from_utf8_lossy(&c.as_bytes()[..COMM_LEN - 1]);
+            if name.contains('*') {
+                bail!(
+                    "--comm {c:?}: only a trailing * is understood (a prefix: --comm 'php-fpm*')"
+                );
+            }
+            if name.len() > COMM_LEN - 1 {
+                let cut = String::from_utf8_lossy(&name.as_bytes()[..COMM_LEN - 1]);
                 bail!(
                     "--comm {c:?} is {} bytes, but the kernel keeps only the first {} bytes of a \
-                     process name (TASK_COMM_LEN), so it can never match; use --comm {cut:?}",
-                    c.len(),
-                    COMM_LEN - 1
+                     process name (TASK_COMM_LEN), so it can never match; use --comm {cut:?}{}",
+                    name.len(),
+                    COMM_LEN - 1,
+                    if prefix { "*" } else { "" }
                 );
             }
         }
@@ -75,7 +95,7 @@ impl Filter {
         if self.selects() {
             self.comms.clone()
         } else {
-            vec!["apache2".to_string()]
+            WEB_STACK.iter().map(|s| s.to_string()).collect()
         }
     }
 
@@ -86,14 +106,17 @@ impl Filter {
         for &s in hooked {
             c.sys_kind[s.nr() as usize] = s as u8;
         }
+        // Always: a relative failure resolves against the directory it was made in.
+        c.sys_kind[NR_CHDIR as usize] = KIND_CHDIR;
+        c.sys_kind[NR_FCHDIR as usize] = KIND_FCHDIR;
         let comms = self.effective_comms();
         if self.all {
             c.flags |= FILTER_ALL;
         }
         if !comms.is_empty() {
             c.flags |= FILTER_COMM;
-            for (slot, name) in c.comms.iter_mut().zip(&comms) {
-                *slot = observer_common::comm_words(name.as_bytes());
+            for (i, name) in comms.iter().enumerate().take(MAX_COMMS) {
+                (c.comms[i], c.comm_masks[i]) = observer_common::comm_pattern(name.as_bytes());
             }
             c.ncomms = comms.len() as u32;
         }
@@ -135,6 +158,63 @@ impl Filter {
         }
     }
 
+    /// What the start line says is watched, counted among `procs` (tgid, name) now: "apache2 (6
+    /// processes), httpd (none running), php-fpm* (3: php-fpm8.2)". Also whether a selection by
+    /// name alone matches nothing running.
+    pub(crate) fn matching(&self, procs: &[(u32, String)]) -> (String, bool) {
+        let mut parts = Vec::new();
+        if self.all {
+            parts.push("every process".to_string());
+        }
+        let comms = self.effective_comms();
+        let mut named = Vec::new();
+        let mut any = false;
+        for c in &comms {
+            let mut names: Vec<&str> = procs
+                .iter()
+                .filter(|(_, n)| comm_matches(c, n))
+                .map(|(_, n)| n.as_str())
+                .collect();
+            let count = names.len();
+            any |= count > 0;
+            names.sort_unstable();
+            names.dedup();
+            named.push(match (count, c.ends_with('*')) {
+                (0, _) => format!("{c} (none running)"),
+                (1, false) => format!("{c} (1 process)"),
+                (n, false) => format!("{c} ({n} processes)"),
+                (n, true) => format!("{c} ({n}: {})", names.join(", ")),
+            });
+        }
+        if !named.is_empty() {
+            parts.push(named.join(", "));
+        }
+        if !self.pids.is_empty() {
+            let p: Vec<String> = self.pids.iter().map(u32::to_string).collect();
+            let family = super::host::descendants_of(&self.pids).len();
+            parts.push(format!(
+                "pid {} and descendants ({family} process{})",
+                p.join("|"),
+                if family == 1 { "" } else { "es" }
+            ));
+        }
+        for c in &self.cgroups {
+            let n = super::host::cgroup_processes(c);
+            parts.push(format!(
+                "cgroup {} ({n} process{})",
+                c.display(),
+                if n == 1 { "" } else { "es" }
+            ));
+        }
+        let mut s = parts.join(" and ");
+        if !self.errnos.is_empty() {
+            let e: Vec<String> = self.errnos.iter().map(|&e| crate::errno::name(e)).collect();
+            s.push_str(&format!(", errno {}", e.join("|")));
+        }
+        let names_only = !comms.is_empty() && self.pids.is_empty() && self.cgroups.is_empty();
+        (s, names_only && !any)
+    }
+
     /// A short human description: "comm apache2", "pid 12 (and descendants)", ...
     pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();
@@ -161,6 +241,14 @@ impl Filter {
     }
 }
 
+/// Does the process name `comm` match `pattern` (a name, or a prefix ending in `*`), as the
+/// kernel compares them?
+pub(crate) fn comm_matches(pattern: &str, comm: &str) -> bool {
+    let (want, mask) = observer_common::comm_pattern(pattern.as_bytes());
+    let have = observer_common::comm_words(comm.as_bytes());
+    have[0] & mask[0] == want[0] && have[1] & mask[1] == want[1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,8 +265,11 @@ mod tests {
     }
 
     #[test]
-    fn default_is_apache2_and_selectors_replace_it() {
-        assert_eq!(Filter::default().effective_comms(), vec!["apache2"]);
+    fn default_is_the_web_stack_and_selectors_replace_it() {
+        assert_eq!(
+            Filter::default().effective_comms(),
+            vec!["apache2", "httpd", "php-fpm*"]
+        );
         let f = Filter {
             pids: vec![1],
             ..Filter::default()
@@ -186,6 +277,50 @@ mod tests {
         assert!(f.effective_comms().is_empty());
         let c = f.config(false, &Syscall::ALL);
         assert_eq!(c.flags & (FILTER_COMM | FILTER_PID), FILTER_PID);
+    }
+
+    #[test]
+    fn the_start_line_counts_what_each_name_matches() {
+        let procs: Vec<(u32, String)> = [
+            (1, "apache2"),
+            (2, "apache2"),
+            (3, "php-fpm8.2"),
+            (4, "php-fpm8.2"),
+            (5, "php-fpm8.3"),
+            (6, "sshd"),
+        ]
+        .iter()
+        .map(|(p, n)| (*p, n.to_string()))
+        .collect();
+        let (line, nothing) = Filter::default().matching(&procs);
+        assert_eq!(
+            line,
+            "apache2 (2 processes), httpd (none running), php-fpm* (3: php-fpm8.2, php-fpm8.3)"
+        );
+        assert!(!nothing);
+        let (_, nothing) = Filter::default().matching(&procs[5..]);
+        assert!(nothing, "only sshd runs");
+    }
+
+    #[test]
+    fn comm_patterns_are_checked() {
+        let check = |c: &str| {
+            Filter {
+                comms: vec![c.into()],
+                ..Filter::default()
+            }
+            .validate()
+            .map_err(|e| format!("{e:#}"))
+        };
+        assert!(check("php-fpm*").is_ok());
+        assert!(check("abcdefghijklmno*").is_ok(), "15 bytes and a *");
+        assert!(check("*").unwrap_err().contains("--all"));
+        assert!(check("php*fpm").unwrap_err().contains("trailing *"));
+        assert!(
+            check("abcdefghijklmnop*")
+                .unwrap_err()
+                .contains("first 15 bytes")
+        );
     }
 
     #[test]
@@ -199,6 +334,10 @@ mod tests {
         assert_eq!(c.ncomms, 2);
         assert_eq!(c.comms[0], observer_common::comm_words(b"php-fpm8.2"));
         assert_eq!(c.comms[0][1] >> 16, 0, "NUL padded after 10 bytes");
+        assert_eq!(
+            c.comm_masks[0][1], 0xff_ffff,
+            "10 bytes and the NUL compared"
+        );
         assert!(c.errno_wanted(13) && c.errno_wanted(2) && !c.errno_wanted(1));
     }
 }

@@ -145,3 +145,111 @@ fn cgroup2_mounts() -> Vec<String> {
         })
         .collect()
 }
+
+/// Every process (its tgid and name), from /proc.
+pub(crate) fn processes() -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Ok(c) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+                out.push((pid, c.trim_end_matches('\n').to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The processes (tgid, name, port) listening on TCP `ports`, from /proc/net/tcp{,6} and the
+/// sockets in each process's fd table.
+pub(crate) fn listeners(ports: &[u16]) -> Vec<(u32, String, u16)> {
+    let mut inodes: Vec<(u64, u16)> = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st ... inode (the 10th field)
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if *state == "0A"
+                && let (Some(port), Ok(inode)) = (port, inode.parse::<u64>())
+                && ports.contains(&port)
+            {
+                inodes.push((inode, port));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (pid, comm) in processes() {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let t = target.to_string_lossy();
+            let Some(inode) = t
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if let Some(&(_, port)) = inodes.iter().find(|(i, _)| *i == inode)
+                && !out.iter().any(|(p, _, q)| *p == pid && *q == port)
+            {
+                out.push((pid, comm.clone(), port));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Running systemd services whose name contains one of `words`: `*.service` cgroups with
+/// processes in them, below the cgroup v2 hierarchy's `system.slice`.
+pub(crate) fn services_like(words: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for root in cgroup2_mounts() {
+        let Ok(rd) = std::fs::read_dir(Path::new(&root).join("system.slice")) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let lower = name.to_ascii_lowercase();
+            let busy = std::fs::read_to_string(e.path().join("cgroup.procs"))
+                .is_ok_and(|p| !p.trim().is_empty());
+            if lower.ends_with(".service") && busy && words.iter().any(|w| lower.contains(w)) {
+                out.push(name);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// How many processes a cgroup directory and its descendants hold.
+pub(crate) fn cgroup_processes(path: &Path) -> usize {
+    let mut n = std::fs::read_to_string(path.join("cgroup.procs"))
+        .map(|p| p.lines().count())
+        .unwrap_or(0);
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                n += cgroup_processes(&e.path());
+            }
+        }
+    }
+    n
+}

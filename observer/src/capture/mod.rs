@@ -64,19 +64,34 @@ pub struct Capture {
     cgroup_paths: Vec<PathBuf>,
 }
 
-/// Where `comm` sits in the running kernel's `task_struct`, for the BTF-typed hook to load it
-/// directly; 0 (use bpf_get_current_comm) without kernel BTF, or before Linux 5.11, which lacks
-/// bpf_get_current_task_btf (probed, not guessed from the version: distributions backport).
-fn task_comm_offset(kernel_btf: &[u8]) -> u32 {
+/// Where the BTF-typed hook finds what it loads straight from the current task, in the running
+/// kernel's `task_struct`: `comm` (else it calls bpf_get_current_comm) and the path to its mount
+/// namespace's inode (else first sightings say 0 and userspace asks /proc). All 0 without kernel
+/// BTF, or before Linux 5.11, which lacks bpf_get_current_task_btf (probed, not guessed from the
+/// version: distributions backport).
+fn task_offsets(kernel_btf: &[u8], config: &mut observer_common::Config) {
     let helper = aya::sys::is_helper_supported(
         aya::programs::ProgramType::RawTracePoint,
         aya::sys::BpfHelper::BPF_FUNC_get_current_task_btf,
     );
     if !matches!(helper, Ok(true)) {
         log::debug!("no bpf_get_current_task_btf ({helper:?}): comm read with a helper call");
-        return 0;
+        return;
     }
-    kbtf::member_offset(kernel_btf, "task_struct", "comm").unwrap_or(0)
+    let off = |s: &str, m: &str| kbtf::member_offset(kernel_btf, s, m);
+    config.task_comm_off = off("task_struct", "comm").unwrap_or(0);
+    if let (Some(nsproxy), Some(mnt_ns), Some(ns), Some(inum)) = (
+        off("task_struct", "nsproxy"),
+        off("nsproxy", "mnt_ns"),
+        off("mnt_namespace", "ns"),
+        off("ns_common", "inum"),
+    ) {
+        config.task_nsproxy_off = nsproxy;
+        config.nsproxy_mnt_ns_off = mnt_ns;
+        config.mnt_ns_inum_off = ns + inum;
+    } else {
+        log::debug!("no mount namespace in the kernel's BTF: first sightings ask /proc");
+    }
 }
 
 impl Capture {
@@ -116,7 +131,9 @@ impl Capture {
             std::fs::read(KERNEL_BTF).ok()
         };
         let mut config = filter.config(verbose, &attached);
-        config.task_comm_off = kernel_btf.as_deref().map_or(0, task_comm_offset);
+        if let Some(btf) = kernel_btf.as_deref() {
+            task_offsets(btf, &mut config);
+        }
         let log_level: u8 = if verbose { 0xff } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &config, true)

@@ -13,7 +13,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::{Capture, Filter, KernelStats, Sighting};
+use super::{Capture, Filter, KernelStats, Sighting, host};
 
 /// A running capture and its ring buffer.
 pub(crate) struct Session {
@@ -96,12 +96,17 @@ impl Session {
         })
     }
 
-    /// "watching comm apache2 (13 syscalls hooked)".
-    pub(crate) fn watching(&self) -> String {
-        format!(
-            "watching {} ({} syscalls hooked)",
-            self.filter.describe(),
-            self.cap.attached.len()
+    /// "watching apache2 (6 processes), php-fpm* (3: php-fpm8.2); 13 syscalls hooked", and, when
+    /// the names match nothing running, a warning that says so and names the likely candidates
+    /// (the capture goes on: the service may be about to start).
+    pub(crate) fn watching(&self) -> (String, Option<String>) {
+        let (what, nothing) = self.filter.matching(&host::processes());
+        (
+            format!(
+                "watching {what}; {} syscalls hooked",
+                self.cap.attached.len()
+            ),
+            nothing.then(|| nothing_matches(&self.filter)),
         )
     }
 
@@ -190,6 +195,34 @@ impl Session {
             }
         }
     }
+}
+
+/// "nothing running matches apache2, httpd, php-fpm*: candidates: nginx (pid 812, listening on
+/// :80), php8.2-fpm.service; watching for them".
+fn nothing_matches(filter: &Filter) -> String {
+    let mut cands: Vec<String> = host::listeners(&[80, 443])
+        .into_iter()
+        .map(|(pid, comm, port)| {
+            format!(
+                "{} (pid {pid}, listening on :{port})",
+                crate::escape::escape_str(&comm)
+            )
+        })
+        .collect();
+    cands.extend(host::services_like(&["apache", "httpd", "php"]));
+    format!(
+        "nothing running matches {}{}; watching for them (a service may be about to start)",
+        filter.effective_comms().join(", "),
+        if cands.is_empty() {
+            ": no process listens on :80 or :443, and no apache, httpd or php service runs"
+                .to_string()
+        } else {
+            format!(
+                "; candidates: {} (select with --comm or --pid)",
+                cands.join(", ")
+            )
+        }
+    )
 }
 
 fn decode(item: &[u8], bad: &mut u64) -> Option<Sighting> {

@@ -31,17 +31,22 @@ impl Sighting {
             errno: b.get_u32_ne(),
             syscall: b.get_u32_ne(),
             dfd: b.get_i32_ne(),
+            dir_gen: b.get_u32_ne(),
+            _pad: b.get_u32_ne(),
         };
         let mut hdr = EventHeader {
             key,
             ts_ns: b.get_u64_ne(),
             flags: b.get_u64_ne(),
             aux: b.get_u64_ne(),
+            cgroup_id: b.get_u64_ne(),
             tid: b.get_u32_ne(),
             uid: b.get_u32_ne(),
             gid: b.get_u32_ne(),
             path_len: b.get_u32_ne(),
             status: b.get_u32_ne(),
+            mnt_ns: b.get_u32_ne(),
+            aux_gen: b.get_u32_ne(),
             _pad: b.get_u32_ne(),
             comm: [0; COMM_LEN],
         };
@@ -177,13 +182,13 @@ mod tests {
     #[test]
     fn decode_checks_lengths() {
         assert!(Sighting::decode(&[0u8; 10]).is_err());
-        // path_len sits at offset 24 + 8 + 8 + 8 + 12 = 60.
+        // path_len sits at offset 32 + 4 * 8 + 12 = 76.
         let mut buf = vec![0u8; EVENT_HEADER_LEN + 3];
-        buf[60..64].copy_from_slice(&3u32.to_ne_bytes());
+        buf[76..80].copy_from_slice(&3u32.to_ne_bytes());
         buf[EVENT_HEADER_LEN..].copy_from_slice(b"/ab");
         let s = Sighting::decode(&buf).unwrap();
         assert_eq!(s.path, &b"/ab"[..]);
-        buf[60..64].copy_from_slice(&4u32.to_ne_bytes());
+        buf[76..80].copy_from_slice(&4u32.to_ne_bytes());
         assert!(Sighting::decode(&buf).is_err());
     }
 
@@ -199,15 +204,20 @@ mod tests {
                 errno: 2,
                 syscall: 6,
                 dfd: -100,
+                dir_gen: 3,
+                _pad: 0,
             },
             ts_ns: 12,
             flags: 0o2000000,
             aux: 14,
+            cgroup_id: 0xc0ffee,
             tid: 15,
             uid: 33,
             gid: 34,
             path_len: 4,
             status: 9,
+            mnt_ns: 4026531841,
+            aux_gen: 2,
             _pad: 0,
             comm,
         };
@@ -224,6 +234,10 @@ mod tests {
             (12, 0o2000000, 14, 15)
         );
         assert_eq!((s.hdr.uid, s.hdr.gid, s.hdr.status), (33, 34, 9));
+        assert_eq!(
+            (s.hdr.cgroup_id, s.hdr.mnt_ns, s.hdr.aux_gen),
+            (0xc0ffee, 4026531841, 2)
+        );
         assert_eq!(s.comm(), "apache2");
         assert_eq!(s.path, &b"/x.y"[..]);
     }

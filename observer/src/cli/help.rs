@@ -7,15 +7,16 @@ to check.";
 
 pub(super) const AFTER_HELP: &str = "\
 Examples:
-  sudo observer                          watch apache2 workers; live view; Ctrl-C for the report
-  sudo observer --comm php-fpm8.2 -d 30s watch PHP-FPM for 30 seconds, then report
+  sudo observer                          watch the web stack; live view; Ctrl-C for the report
+  sudo observer --comm 'php-fpm*' -d 30s watch PHP-FPM's workers for 30 seconds, then report
   sudo observer --pid 1234               a process and its descendants (e.g. Apache's parent)
   sudo observer --cgroup /sys/fs/cgroup/system.slice/apache2.service
   sudo observer -f json -d 10s -o r.json machine-readable report, file mode 0600
   sudo observer -f jsonl | jq .          one JSON line per new distinct failure, as it happens
 
 Selectors combine: kinds with AND (--comm X --cgroup Y: X inside Y), repeated values with OR.
-With no selector observer watches processes named apache2.
+With no selector observer watches the web stack: Apache (apache2 on Debian, httpd on RHEL) and
+PHP-FPM's workers (php-fpm*: php-fpm8.2, php-fpm, php-fpm82, ...). Any selector replaces that.
 
 Faults that only show at start-up (a deleted module .so) are seen only if the service starts or
 reloads while observer runs: start observer, then `systemctl reload apache2`, or keep

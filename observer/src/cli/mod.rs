@@ -15,7 +15,6 @@ use observer_common::Syscall;
 
 use crate::capture::Filter;
 use crate::cmd::{report, timeline, watch};
-use crate::logging::Style;
 use crate::render::Format;
 use crate::service::config::{DEFAULT_DB, Overrides};
 use crate::values::{When, parse_duration, parse_errno, parse_size, parse_syscalls, parse_when};
@@ -82,8 +81,8 @@ pub(crate) struct Cli {
 
 #[derive(Args, Debug, Clone, Default)]
 struct SelectArgs {
-    /// Watch processes with this exact name (comm, at most 15 bytes). Repeatable, up to 16.
-    /// Default: apache2.
+    /// Watch processes with this name (comm, at most 15 bytes), or whose name starts with a
+    /// prefix: 'php-fpm*'. Repeatable, up to 16. Default: apache2, httpd and php-fpm*.
     #[arg(short, long = "comm", value_name = "NAME")]
     comm: Vec<String>,
 
@@ -291,13 +290,13 @@ impl HistoryArgs {
 }
 
 impl Cli {
-    /// How observer logs in this mode, and whether `--verbose` was given.
-    pub(crate) fn logging(&self) -> (Style, bool) {
+    /// The level this command logs at without `--verbose`, and whether it was given.
+    pub(crate) fn logging(&self) -> (log::LevelFilter, bool) {
         match &self.cmd {
-            None => (Style::AdHoc, self.verbose),
-            Some(Cmd::Record(a)) => (Style::Service(log::LevelFilter::Info), a.verbose),
-            Some(Cmd::Report(a)) => (Style::Service(log::LevelFilter::Warn), a.history.verbose),
-            Some(Cmd::Timeline(a)) => (Style::Service(log::LevelFilter::Warn), a.history.verbose),
+            None => (log::LevelFilter::Warn, self.verbose),
+            Some(Cmd::Record(a)) => (log::LevelFilter::Info, a.verbose),
+            Some(Cmd::Report(a)) => (log::LevelFilter::Warn, a.history.verbose),
+            Some(Cmd::Timeline(a)) => (log::LevelFilter::Warn, a.history.verbose),
         }
     }
 

@@ -176,9 +176,9 @@ pub(crate) async fn run(args: Overrides) -> Result<()> {
     rec.trim();
 
     let mut session = Session::start(&rec.settings.filter, rec.settings.verbose)?;
+    let (watching, nothing) = session.watching();
     log::info!(
-        "{}; recording into {} every {}{}{}",
-        session.watching(),
+        "{watching}; recording into {} every {}{}{}",
         rec.db.path().display(),
         humantime::format_duration(rec.settings.flush_interval),
         match &rec.metrics {
@@ -190,6 +190,9 @@ pub(crate) async fn run(args: Overrides) -> Result<()> {
             None => String::new(),
         },
     );
+    if let Some(w) = nothing {
+        log::warn!("{w}");
+    }
     sd_notify("READY=1");
     let lp = Loop {
         period: poll_period(rec.settings.flush_interval),

@@ -132,14 +132,17 @@ pub(crate) async fn run(s: Settings) -> Result<()> {
     let mut session = Session::start(&s.filter, s.verbose)?;
     let clock = Clock::now();
     let started = SystemTime::now();
+    let (watching, nothing) = session.watching();
     eprintln!(
-        "observer: {}; {}",
-        session.watching(),
+        "observer: {watching}; {}",
         match s.duration {
             Some(d) => format!("report in {}", humantime::format_duration(d)),
             None => "Ctrl-C for the report".to_string(),
         }
     );
+    if let Some(w) = nothing {
+        log::warn!("{w}");
+    }
     let mut w = Watch {
         store: Store::default(),
         clock,

@@ -435,6 +435,8 @@ mod tests {
             errno: 2,
             syscall: Syscall::Openat as u32,
             dfd: 0,
+            dir_gen: 0,
+            _pad: 0,
         }
     }
 

@@ -375,7 +375,10 @@ mod tests {
     #[test]
     fn defaults_without_a_file() {
         let s = settings("", &none()).unwrap();
-        assert_eq!(s.filter.effective_comms(), vec!["apache2"]);
+        assert_eq!(
+            s.filter.effective_comms(),
+            vec!["apache2", "httpd", "php-fpm*"]
+        );
         assert_eq!(s.db, PathBuf::from(DEFAULT_DB));
         assert_eq!(s.flush_interval, DEFAULT_FLUSH);
         assert_eq!(s.retention, DEFAULT_RETENTION);
@@ -503,7 +506,7 @@ mod tests {
         let c = a.changes(&b);
         assert_eq!(c.len(), 2, "{c:?}");
         assert!(
-            c[0].starts_with("selectors: comm apache2 -> comm php-fpm8.2"),
+            c[0].starts_with("selectors: comm apache2|httpd|php-fpm* -> comm php-fpm8.2"),
             "{c:?}"
         );
         assert!(a.changes(&a.clone()).is_empty());

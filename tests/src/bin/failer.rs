@@ -10,8 +10,11 @@
 //!          | bad-pointer            openat with a path pointer into unmapped memory (EFAULT)
 //!          | interrupted:FIFO       open FIFO for reading (blocks: no writer), interrupted by a
 //!                                   signal after 50 ms; fails unless the open returned EINTR
+//!          | chdir:DIR              chdir(DIR), which must succeed (relative to the current one)
 //!   PATH may be `hex:<hex bytes>` for names that do not survive a command line.
 //!   --wait: read one line from stdin before acting (lets a test move us into a cgroup first).
+//!   --close-dirfds: close each SYSCALL@DIR action's directory fd after it, so the next one
+//!   reuses its number (by default they stay open until exit, for /proc to read).
 //!   bench --calls N --rounds R [--comm NAME] [--op openat|close]: time failing openat calls (or
 //!   close(-1), a syscall observer does not hook), one line per round in ns/call.
 use std::ffi::CString;
@@ -225,8 +228,16 @@ fn interrupted_open(fifo: &[u8]) {
     }
 }
 
-fn perform(actions: &[Action], repeat: u64) {
+fn perform(actions: &[Action], repeat: u64, close_dirfds: bool) {
     for a in actions {
+        if a.syscall == "chdir" {
+            let c = CString::new(a.path.clone()).unwrap_or_else(|_| die("dir with NUL"));
+            // SAFETY: a valid C string; the raw syscall, so it is exactly chdir.
+            if unsafe { libc::syscall(libc::SYS_chdir, c.as_ptr()) } != 0 {
+                die("chdir failed");
+            }
+            continue;
+        }
         if a.syscall == "interrupted" {
             interrupted_open(&a.path);
             continue;
@@ -256,7 +267,12 @@ fn perform(actions: &[Action], repeat: u64) {
                 unsafe { libc::close(r as i32) };
             }
         }
-        // The dirfd stays open until exit, so observer can read where it points.
+        // The dirfd stays open until exit, so observer can read where it points; or it closes,
+        // so that the next action's dirfd reuses the number.
+        if close_dirfds && dirfd >= 0 {
+            // SAFETY: our fd.
+            unsafe { libc::close(dirfd) };
+        }
     }
 }
 
@@ -308,6 +324,7 @@ fn main() {
     let mut threads = 1usize;
     let mut fork = false;
     let mut wait = false;
+    let mut close_dirfds = false;
     let mut repeat = 1u64;
     let mut linger_ms = 0u64;
     let mut actions = Vec::new();
@@ -360,6 +377,7 @@ fn main() {
             }
             "--fork" => fork = true,
             "--wait" => wait = true,
+            "--close-dirfds" => close_dirfds = true,
             _ => actions.push(parse_action(a)),
         }
         i += 1;
@@ -372,7 +390,7 @@ fn main() {
         // SAFETY: single-threaded here; the child only makes syscalls and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            perform(&actions, repeat);
+            perform(&actions, repeat, close_dirfds);
             // SAFETY: leave without running the parent's atexit handlers.
             unsafe { libc::_exit(0) };
         }
@@ -386,14 +404,14 @@ fn main() {
         let hs: Vec<_> = (0..threads)
             .map(|_| {
                 let acts = actions.clone();
-                std::thread::spawn(move || perform(&acts, repeat))
+                std::thread::spawn(move || perform(&acts, repeat, close_dirfds))
             })
             .collect();
         for h in hs {
             let _ = h.join();
         }
     } else {
-        perform(&actions, repeat);
+        perform(&actions, repeat, close_dirfds);
     }
     // A server worker outlives its failing call; a short-lived child that must have its
     // relative paths resolved lingers like one.

@@ -12,7 +12,7 @@ use crate::report::*;
 /// How often the recorder writes its history here (`--flush-interval 1s`).
 const FLUSH: Duration = Duration::from_secs(1);
 
-/// `observer record` with its default selection (processes named `apache2`) into `db`, every
+/// `observer record` with its default selection (the web stack: `apache2`, `httpd`, `php-fpm*`) into `db`, every
 /// second. `--config /dev/null`: a configuration file of the host cannot change what it watches.
 fn record(db: &str) -> Observer {
     let rec = Observer::start_with(
@@ -30,8 +30,8 @@ fn record(db: &str) -> Observer {
     assert!(
         rec.stderr
             .iter()
-            .any(|l| l.contains("watching comm apache2 ")),
-        "the default selection is comm apache2: {:?}",
+            .any(|l| l.contains("watching apache2 (") && l.contains("php-fpm* (")),
+        "the default selection is the web stack: {:?}",
         rec.stderr
     );
     rec
@@ -191,7 +191,10 @@ fn record_counts_the_misspelled_require_exactly_across_a_full_apache_restart() {
         sessions.len() == 1 && sessions[0]["ended"] == true,
         "one recording session across the restart, ended by SIGTERM: {sessions:#?}"
     );
-    assert_eq!(r["filter"]["comms"], serde_json::json!(["apache2"]));
+    assert_eq!(
+        r["filter"]["comms"],
+        serde_json::json!(["apache2", "httpd", "php-fpm*"])
+    );
     // The history keeps one sample pid per (path, errno, minute, syscall, process name, uid,
     // gid), the latest: a generation 2 pid now, and a generation 1 pid as well when the two
     // generations failed in different minutes.
