@@ -1,7 +1,7 @@
 //! Stage 3: aggregate (the ad-hoc mode). Each in-kernel key (path hash, tgid, errno, syscall,
 //! dirfd) is learned from its first ring-buffer record, resolved in stage 2; its count and
 //! timestamps come from the kernel's `AGG` map. Rows for the report are the keys grouped by
-//! (absolute path, errno).
+//! (absolute path, errno, place): the same path failing in two containers is two rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
@@ -11,6 +11,7 @@ use observer_common::{AggKey, AggVal, STATUS_UNAGGREGATED};
 
 use crate::capture::{Clock, KernelStats, Sighting};
 use crate::model::{Failure, PID_SAMPLE, Totals};
+use crate::place::Place;
 use crate::resolve::{KeyInfo, Resolver};
 
 #[derive(Clone, Debug)]
@@ -46,23 +47,35 @@ pub(crate) struct NewFailure {
 }
 
 /// What the ad-hoc mode has seen.
-#[derive(Default)]
 pub(crate) struct Store {
     keys: HashMap<AggKey, Entry>,
     /// Failures that arrived one by one because the kernel aggregate was full.
     singles: HashMap<(Bytes, i32, u32, u32), Entry>,
-    rows_seen: HashSet<(Bytes, i32)>,
+    rows_seen: HashSet<(Bytes, i32, Place)>,
     resolver: Resolver,
     /// The kernel's counters at the last poll.
     pub(crate) kernel: KernelStats,
 }
 
+impl Default for Store {
+    fn default() -> Store {
+        Store {
+            keys: HashMap::new(),
+            singles: HashMap::new(),
+            rows_seen: HashSet::new(),
+            // Its hints are made at the end: every place's view is pinned at its first sighting.
+            resolver: Resolver::new(true),
+            kernel: KernelStats::default(),
+        }
+    }
+}
+
 impl Store {
-    /// Takes one ring-buffer record. Returns the failure when its (path, errno) is new.
+    /// Takes one ring-buffer record. Returns the failure when its (path, errno, place) is new.
     pub(crate) fn on_sighting(&mut self, s: &Sighting, clock: &Clock) -> Option<NewFailure> {
         let h = &s.hdr;
         let info = self.resolver.key_info(s)?;
-        let row = (info.path.clone(), info.errno);
+        let row = (info.path.clone(), info.errno, info.place.place.clone());
         if h.status & STATUS_UNAGGREGATED != 0 {
             let k = (info.path.clone(), info.errno, h.key.syscall, info.tgid);
             let e = self
@@ -108,22 +121,27 @@ impl Store {
         }
     }
 
-    /// The deduplicated rows: every key grouped by (path, errno).
+    /// The deduplicated rows: every key grouped by (path, errno, place). A row's view is that of
+    /// the first of its keys.
     pub(crate) fn failures(&self, clock: &Clock) -> Vec<Failure> {
-        let mut rows: BTreeMap<(Bytes, i32), Failure> = BTreeMap::new();
-        let mut pidsets: HashMap<(Bytes, i32), BTreeSet<u32>> = HashMap::new();
+        type Row = (Bytes, i32, Place);
+        let mut rows: BTreeMap<Row, Failure> = BTreeMap::new();
+        let mut pidsets: HashMap<Row, BTreeSet<u32>> = HashMap::new();
         for e in self.keys.values().chain(self.singles.values()) {
             let count = e.base + e.count;
             if count == 0 {
                 continue;
             }
             let i = &e.info;
-            let k = (i.path.clone(), i.errno);
+            let k = (i.path.clone(), i.errno, i.place.place.clone());
             let first = clock.wall(e.first_ns);
             let last = clock.wall(e.last_ns);
-            let f = rows
-                .entry(k.clone())
-                .or_insert_with(|| Failure::new(i.path.clone(), i.errno, first, last));
+            let f = rows.entry(k.clone()).or_insert_with(|| {
+                let mut f = Failure::new(i.path.clone(), i.errno, first, last);
+                f.place = i.place.place.clone();
+                f.view = i.place.view.clone();
+                f
+            });
             let open_flags = if i.syscall.intent() == observer_common::Intent::Open {
                 i.flags
             } else {

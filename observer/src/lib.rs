@@ -36,6 +36,7 @@ mod history;
 mod ids;
 mod logging;
 mod model;
+mod place;
 mod render;
 mod report;
 mod resolve;

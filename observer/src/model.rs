@@ -10,6 +10,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 pub(crate) use observer_common::{Intent, Syscall};
 
+use crate::place::{Place, ViewRef};
+
 /// How many distinct pids a row keeps as a sample.
 pub(crate) const PID_SAMPLE: usize = 8;
 
@@ -42,6 +44,10 @@ pub(crate) struct Failure {
     pub(crate) truncated: bool,
     /// A relative path that could not be made absolute (the process was gone): `path` is raw.
     pub(crate) unresolved: bool,
+    /// Where the processes ran: a container, a systemd unit, or the host.
+    pub(crate) place: Place,
+    /// Their view of the filesystem, where hints look.
+    pub(crate) view: ViewRef,
 }
 
 impl Failure {
@@ -66,6 +72,8 @@ impl Failure {
             pid_count: 0,
             truncated: false,
             unresolved: false,
+            place: Place::default(),
+            view: ViewRef::host(),
         }
     }
 
@@ -127,6 +135,8 @@ pub(crate) struct Watched {
     pub(crate) comms: Vec<String>,
     pub(crate) pids: Vec<u32>,
     pub(crate) cgroups: Vec<String>,
+    /// Container id prefixes.
+    pub(crate) containers: Vec<String>,
     pub(crate) all: bool,
     /// Symbolic names (`ENOENT`).
     pub(crate) errnos: Vec<String>,
@@ -170,8 +180,9 @@ pub(crate) struct RankContext {
     pub(crate) now: SystemTime,
     /// Seconds after `window_start` during which a failure counts as "present from the start".
     pub(crate) warmup_secs: u64,
-    /// History mode: (path, errno) pairs that failed before the window. `None` in ad-hoc mode.
-    pub(crate) baseline: Option<BTreeSet<(Bytes, i32)>>,
+    /// History mode: (path, errno, place) rows that failed before the window. `None` in ad-hoc
+    /// mode.
+    pub(crate) baseline: Option<BTreeSet<(Bytes, i32, Place)>>,
 }
 
 /// What a hint found. Its name (`as_str`) is the JSON `kind`.
@@ -217,6 +228,8 @@ pub(crate) enum HintKind {
     IsDirectory,
     /// A relative path observer could not make absolute: nothing checked.
     Unresolved,
+    /// The process's view of the filesystem is no longer available: nothing checked.
+    ViewGone,
     /// A path cut at PATH_MAX: nothing checked.
     Truncated,
     /// The check itself failed.
@@ -247,6 +260,7 @@ impl HintKind {
             HintKind::ReadOnlyFs => "read_only_fs",
             HintKind::IsDirectory => "is_directory",
             HintKind::Unresolved => "unresolved",
+            HintKind::ViewGone => "view_gone",
             HintKind::Truncated => "truncated",
             HintKind::CheckFailed => "check_failed",
         }

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use observer_common::{
@@ -19,12 +20,13 @@ use observer_common::{
 };
 
 use crate::capture::Sighting;
+use crate::place::{Places, Where};
 
 /// How many directories (of fds and working directories) the resolver remembers.
 const DIRS_MAX: usize = 16384;
 
 /// What the first record of a key told us.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) struct KeyInfo {
     /// Absolute when it could be resolved; the record's own bytes when it was absolute already.
     pub(crate) path: Bytes,
@@ -38,11 +40,13 @@ pub(crate) struct KeyInfo {
     pub(crate) gid: u32,
     pub(crate) comm: String,
     pub(crate) flags: u64,
+    /// Where the process ran, and its view of the filesystem.
+    pub(crate) place: Arc<Where>,
 }
 
 /// Makes records' paths absolute and turns them into [`KeyInfo`]s.
-#[derive(Default)]
 pub(crate) struct Resolver {
+    places: Places,
     /// Directories watched processes opened, by (tgid, fd, generation), as absolute paths.
     dirfds: HashMap<(u32, i32, u32), Bytes>,
     /// Working directories of watched processes, by (tgid, generation).
@@ -50,6 +54,16 @@ pub(crate) struct Resolver {
 }
 
 impl Resolver {
+    /// A resolver that pins the views of the places it sees (the ad-hoc mode: its hints are made
+    /// at the end), or only names them (the recorder).
+    pub(crate) fn new(pin_views: bool) -> Resolver {
+        Resolver {
+            places: Places::new(pin_views),
+            dirfds: HashMap::new(),
+            cwds: HashMap::new(),
+        }
+    }
+
     /// The KeyInfo of a failure record; `None` for a directory open or a chdir (remembered) or a
     /// record this observer cannot read.
     pub(crate) fn key_info(&mut self, s: &Sighting) -> Option<KeyInfo> {
@@ -89,6 +103,7 @@ impl Resolver {
             gid: h.gid,
             comm: s.comm(),
             flags: h.flags,
+            place: self.places.of(tgid, h.cgroup_id, h.mnt_ns),
         })
     }
 
@@ -196,7 +211,7 @@ mod tests {
     use observer_common::KIND_CHDIR;
 
     fn resolve(tgid: u32, tid: u32, dfd: i32, raw: &[u8]) -> Resolved {
-        Resolver::default().resolve(tgid, tid, dfd, 0, &Bytes::copy_from_slice(raw))
+        Resolver::new(false).resolve(tgid, tid, dfd, 0, &Bytes::copy_from_slice(raw))
     }
 
     #[test]
@@ -241,7 +256,7 @@ mod tests {
     fn directory_opens_are_not_failures_but_resolve_later_relative_ones() {
         // A process that is gone: /proc cannot help, the recorded opens must.
         let tgid = u32::MAX - 7;
-        let mut r = Resolver::default();
+        let mut r = Resolver::new(false);
         let mut root = sighting(b"/run", tgid, 0, Syscall::Openat, 1, STATUS_DIRFD);
         (root.hdr.key.dfd, root.hdr.aux, root.hdr.aux_gen) = (AT_FDCWD, 5, 1);
         assert!(r.key_info(&root).is_none());
@@ -271,7 +286,7 @@ mod tests {
     #[test]
     fn chdirs_make_relative_failures_resolve_where_they_were_made() {
         let tgid = u32::MAX - 8;
-        let mut r = Resolver::default();
+        let mut r = Resolver::new(false);
         let chdir = |path: &[u8], from_gen: u32, new_gen: u32| {
             let mut c = sighting(path, tgid, 0, Syscall::Openat, 0, STATUS_CHDIR);
             c.hdr.key.syscall = u32::from(KIND_CHDIR);

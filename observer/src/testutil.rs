@@ -106,6 +106,8 @@ pub(crate) fn failure(path: &str, errno: i32, syscalls: &[(Syscall, u64)]) -> Fa
         pid_count: 1,
         truncated: false,
         unresolved: false,
+        place: crate::place::Place::default(),
+        view: crate::place::ViewRef::host(),
     }
 }
 
@@ -200,7 +202,11 @@ pub(crate) fn sighting(
             gid: 33,
             path_len: path.len() as u32,
             status,
-            mnt_ns: 0,
+            // Observer's own mount namespace, as the kernel reports it for a host process.
+            mnt_ns: std::fs::metadata("/proc/self/ns/mnt").map_or(0, |m| {
+                use std::os::unix::fs::MetadataExt;
+                m.ino() as u32
+            }),
             aux_gen: 0,
             _pad: 0,
             comm,
@@ -218,6 +224,7 @@ pub(crate) fn bkey(path: &str, errno: i32, syscall: Syscall) -> Arc<BucketKey> {
         comm: "apache2".into(),
         uid: 33,
         gid: 33,
+        place: crate::place::Place::default(),
     })
 }
 

@@ -24,6 +24,8 @@ pub struct Filter {
     pub comms: Vec<String>,
     pub pids: Vec<u32>,
     pub cgroups: Vec<PathBuf>,
+    /// Container id prefixes (lowercase hex): the cgroups of the containers they name.
+    pub containers: Vec<String>,
     pub all: bool,
     pub errnos: Vec<i32>,
     pub syscalls: Vec<Syscall>,
@@ -36,13 +38,21 @@ impl Filter {
     pub(crate) fn checked(mut self) -> Result<Filter> {
         self.syscalls.sort();
         self.syscalls.dedup();
+        for c in &mut self.containers {
+            *c = c.to_ascii_lowercase();
+        }
         self.validate()?;
         Ok(self)
     }
 
-    /// True when any selector (comm, pid, cgroup, all) is given.
+    /// True when any selector (comm, pid, cgroup, container, all) is given.
     pub(crate) fn selects(&self) -> bool {
-        !self.comms.is_empty() || !self.pids.is_empty() || !self.cgroups.is_empty() || self.all
+        !self.comms.is_empty() || !self.pids.is_empty() || self.by_cgroup() || self.all
+    }
+
+    /// True when a cgroup selector (--cgroup or --container, one kind in the kernel) is given.
+    pub(crate) fn by_cgroup(&self) -> bool {
+        !self.cgroups.is_empty() || !self.containers.is_empty()
     }
 
     /// Checks what the kernel cannot hold; the messages are meant for the operator.
@@ -81,10 +91,21 @@ impl Filter {
                 );
             }
         }
-        if self.all && (!self.comms.is_empty() || !self.pids.is_empty() || !self.cgroups.is_empty())
-        {
+        for c in &self.containers {
+            if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!(
+                    "--container {c:?}: a container id is 64 hex digits; give it, or a prefix of \
+                     it (as `docker ps` shows: 3f2a9c1b2d4e)"
+                );
+            }
+        }
+        if self.containers.len() > MAX_COMMS {
+            bail!("at most {MAX_COMMS} --container ids are supported");
+        }
+        if self.all && (!self.comms.is_empty() || !self.pids.is_empty() || self.by_cgroup()) {
             bail!(
-                "--all watches every process; it cannot be combined with --comm, --pid or --cgroup"
+                "--all watches every process; it cannot be combined with --comm, --pid, --cgroup \
+                 or --container"
             );
         }
         Ok(())
@@ -123,7 +144,7 @@ impl Filter {
         if !self.pids.is_empty() {
             c.flags |= FILTER_PID;
         }
-        if !self.cgroups.is_empty() {
+        if self.by_cgroup() {
             c.flags |= FILTER_CGROUP;
         }
         if !self.errnos.is_empty() {
@@ -152,6 +173,7 @@ impl Filter {
                 .iter()
                 .map(|c| c.display().to_string())
                 .collect(),
+            containers: self.containers.clone(),
             all: self.all,
             errnos: self.errnos.iter().map(|&e| crate::errno::name(e)).collect(),
             syscalls: self.syscalls.iter().map(|s| s.name().to_string()).collect(),
@@ -198,20 +220,40 @@ impl Filter {
                 if family == 1 { "" } else { "es" }
             ));
         }
+        let mut places = Vec::new();
         for c in &self.cgroups {
             let n = super::host::cgroup_processes(c);
-            parts.push(format!(
+            places.push(format!(
                 "cgroup {} ({n} process{})",
                 c.display(),
                 if n == 1 { "" } else { "es" }
             ));
+        }
+        for prefix in &self.containers {
+            let found = crate::place::container_cgroups(prefix);
+            let n: usize = found
+                .iter()
+                .map(|(dir, _)| super::host::cgroup_processes(dir))
+                .sum();
+            places.push(match found.first() {
+                None => format!("container {prefix} (not running)"),
+                Some((_, c)) => format!(
+                    "container {} ({}, {n} process{})",
+                    &c.id[..c.id.len().min(12)],
+                    c.runtime.as_str(),
+                    if n == 1 { "" } else { "es" }
+                ),
+            });
+        }
+        if !places.is_empty() {
+            parts.push(places.join(" or "));
         }
         let mut s = parts.join(" and ");
         if !self.errnos.is_empty() {
             let e: Vec<String> = self.errnos.iter().map(|&e| crate::errno::name(e)).collect();
             s.push_str(&format!(", errno {}", e.join("|")));
         }
-        let names_only = !comms.is_empty() && self.pids.is_empty() && self.cgroups.is_empty();
+        let names_only = !comms.is_empty() && self.pids.is_empty() && !self.by_cgroup();
         (s, names_only && !any)
     }
 
@@ -229,8 +271,14 @@ impl Filter {
             let p: Vec<String> = self.pids.iter().map(u32::to_string).collect();
             parts.push(format!("pid {} (and descendants)", p.join("|")));
         }
-        for c in &self.cgroups {
-            parts.push(format!("cgroup {}", c.display()));
+        let mut places: Vec<String> = self
+            .cgroups
+            .iter()
+            .map(|c| format!("cgroup {}", c.display()))
+            .collect();
+        places.extend(self.containers.iter().map(|c| format!("container {c}")));
+        if !places.is_empty() {
+            parts.push(places.join(" or "));
         }
         let mut s = parts.join(" and ");
         if !self.errnos.is_empty() {
@@ -252,6 +300,34 @@ pub(crate) fn comm_matches(pattern: &str, comm: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_ids_are_hex_prefixes_and_narrow_like_a_cgroup() {
+        let f = |ids: &[&str]| Filter {
+            containers: ids.iter().map(|s| s.to_string()).collect(),
+            ..Filter::default()
+        };
+        let ok = f(&["3F2A9C"]).checked().unwrap();
+        assert_eq!(ok.containers, vec!["3f2a9c"]);
+        assert!(ok.selects(), "a container replaces the default web stack");
+        assert!(ok.effective_comms().is_empty());
+        assert_ne!(ok.config(false, &[]).flags & FILTER_CGROUP, 0);
+        assert_eq!(ok.describe(), "container 3f2a9c");
+        for bad in ["", "xyz", "3f2a-9c", &"a".repeat(65)] {
+            let e = f(&[bad]).checked().unwrap_err().to_string();
+            assert!(e.contains("64 hex digits"), "{bad:?}: {e}");
+        }
+        let all = Filter {
+            all: true,
+            ..f(&["3f"])
+        };
+        assert!(
+            all.checked()
+                .unwrap_err()
+                .to_string()
+                .contains("--container")
+        );
+    }
 
     #[test]
     fn comm_longer_than_kernel_limit_is_rejected_with_the_reason() {

@@ -134,7 +134,7 @@ pub(crate) fn collect_cgroup_ids(path: &Path, ids: &mut BTreeSet<u64>, depth: us
 
 /// Mount points of cgroup v2 (`/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified` on
 /// hybrid ones).
-fn cgroup2_mounts() -> Vec<String> {
+pub(crate) fn cgroup2_mounts() -> Vec<String> {
     std::fs::read_to_string("/proc/self/mounts")
         .unwrap_or_default()
         .lines()

@@ -28,7 +28,7 @@ use observer_common::{
 };
 
 pub use filter::Filter;
-pub(crate) use host::check_privilege;
+pub(crate) use host::{cgroup2_mounts, check_privilege, processes};
 pub(crate) use session::{Handler, Loop, Polled, Session};
 pub use sighting::KernelStats;
 pub(crate) use sighting::{Clock, Sighting, monotonic_ns};
@@ -62,6 +62,8 @@ pub struct Capture {
     pub(crate) skipped: Vec<(Syscall, String)>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     cgroup_paths: Vec<PathBuf>,
+    /// `--container` id prefixes, resolved to cgroups at every refresh.
+    containers: Vec<String>,
 }
 
 /// Where the BTF-typed hook finds what it loads straight from the current task, in the running
@@ -161,6 +163,7 @@ impl Capture {
             skipped: Vec::new(),
             logger,
             cgroup_paths: filter.cgroups.clone(),
+            containers: filter.containers.clone(),
         };
 
         if !filter.pids.is_empty() {
@@ -172,7 +175,7 @@ impl Capture {
                 .context("attaching sched/sched_process_fork to follow --pid descendants")?;
             cap.seed_pids(&filter.pids)?;
         }
-        if !filter.cgroups.is_empty() {
+        if filter.by_cgroup() {
             cap.refresh_cgroups()?;
         }
 
@@ -322,16 +325,36 @@ impl Capture {
         Ok(())
     }
 
-    /// (Re)reads each `--cgroup` directory and its descendants into the CGROUPS map. Called at
-    /// start and on every refresh, so a restarted unit (a new cgroup with a new id) is followed.
+    /// (Re)reads each `--cgroup` directory and each `--container`'s cgroup, with their
+    /// descendants, into the CGROUPS map. Called at start and on every refresh, so a restarted
+    /// unit or container (a new cgroup with a new id) is followed, and a container that starts
+    /// later is picked up.
     pub(crate) fn refresh_cgroups(&mut self) -> Result<()> {
-        if self.cgroup_paths.is_empty() {
+        if self.cgroup_paths.is_empty() && self.containers.is_empty() {
             return Ok(());
         }
         let mut ids = BTreeSet::new();
         for path in &self.cgroup_paths {
             host::collect_cgroup_ids(path, &mut ids, 0)
                 .with_context(|| format!("--cgroup {}", path.display()))?;
+        }
+        for prefix in &self.containers {
+            let found = crate::place::container_cgroups(prefix);
+            let mut distinct: Vec<&str> = found.iter().map(|(_, c)| c.id.as_str()).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() > 1 {
+                let shown: Vec<&str> = distinct.iter().map(|id| &id[..12]).collect();
+                bail!(
+                    "--container {prefix} names {} containers ({}): give more of the id",
+                    distinct.len(),
+                    shown.join(", ")
+                );
+            }
+            for (dir, _) in &found {
+                // A container that stops while being read is not an error.
+                let _ = host::collect_cgroup_ids(dir, &mut ids, 0);
+            }
         }
         let mut map: BpfHashMap<&mut MapData, u64, u32> = self
             .ebpf

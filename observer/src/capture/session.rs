@@ -101,12 +101,30 @@ impl Session {
     /// (the capture goes on: the service may be about to start).
     pub(crate) fn watching(&self) -> (String, Option<String>) {
         let (what, nothing) = self.filter.matching(&host::processes());
+        let absent: Vec<&str> = self
+            .filter
+            .containers
+            .iter()
+            .filter(|p| crate::place::container_cgroups(p).is_empty())
+            .map(String::as_str)
+            .collect();
+        let warning = if nothing {
+            Some(nothing_matches(&self.filter))
+        } else if !absent.is_empty() {
+            Some(format!(
+                "no running container's id starts with {}; watching for it to start (`docker ps` \
+                 or `crictl ps` lists the ids)",
+                absent.join(" or ")
+            ))
+        } else {
+            None
+        };
         (
             format!(
                 "watching {what}; {} syscalls hooked",
                 self.cap.attached.len()
             ),
-            nothing.then(|| nothing_matches(&self.filter)),
+            warning,
         )
     }
 
@@ -127,7 +145,7 @@ impl Session {
         let stats = self.cap.kernel_stats()?;
         let warnings = stats.new_warnings(&self.stats);
         let before = std::mem::replace(&mut self.stats, stats);
-        if !self.filter.cgroups.is_empty()
+        if self.filter.by_cgroup()
             && let Err(e) = self.cap.refresh_cgroups()
         {
             log::debug!("refreshing cgroups: {e:#}");

@@ -11,12 +11,18 @@ Examples:
   sudo observer --comm 'php-fpm*' -d 30s watch PHP-FPM's workers for 30 seconds, then report
   sudo observer --pid 1234               a process and its descendants (e.g. Apache's parent)
   sudo observer --cgroup /sys/fs/cgroup/system.slice/apache2.service
+  sudo observer --container 3f2a9c1b2d4e every process of one container (id prefix)
   sudo observer -f json -d 10s -o r.json machine-readable report, file mode 0600
   sudo observer -f jsonl | jq .          one JSON line per new distinct failure, as it happens
 
-Selectors combine: kinds with AND (--comm X --cgroup Y: X inside Y), repeated values with OR.
-With no selector observer watches the web stack: Apache (apache2 on Debian, httpd on RHEL) and
-PHP-FPM's workers (php-fpm*: php-fpm8.2, php-fpm, php-fpm82, ...). Any selector replaces that.
+Selectors combine: kinds with AND (--comm X --cgroup Y: X inside Y), repeated values with OR;
+--cgroup and --container are one kind. With no selector observer watches the web stack: Apache
+(apache2 on Debian, httpd on RHEL) and PHP-FPM's workers (php-fpm*: php-fpm8.2, php-fpm,
+php-fpm82, ...), on the host and in containers. Any selector replaces that.
+
+Each row says where its processes ran (WHERE: a container, a systemd unit) when that is not the
+host itself, and its hints are checked in what those processes saw: a container's own files, a
+service's private /tmp; kept reachable after the processes exit.
 
 Faults that only show at start-up (a deleted module .so) are seen only if the service starts or
 reloads while observer runs: start observer, then `systemctl reload apache2`, or keep
@@ -32,9 +38,9 @@ pub(super) const RECORD_ABOUT: &str = "\
 Record continuously into the history database, with the same selectors as the ad-hoc mode.
 
 Failures are counted in the kernel and written once per --flush-interval, in one transaction, as
-per-minute counts per (path, errno, syscall, process name, uid/gid). A crash or `kill -9` loses at
-most one interval; SIGTERM and SIGINT write everything before exiting. SIGHUP re-reads the
-configuration file and reopens the --jsonl file (for log rotation). Memory stays bounded: keys
+per-minute counts per (path, errno, syscall, process name, uid/gid, container or unit). A crash
+or `kill -9` loses at most one interval; SIGTERM and SIGINT write everything before exiting.
+SIGHUP re-reads the configuration file and reopens the --jsonl file (for log rotation). Memory stays bounded: keys
 idle for two minutes are forgotten in the kernel and in observer after their counts are taken.
 When the history cannot be written (disk full), capture goes on in memory, the error is logged,
 and writing resumes when it can.";
@@ -42,7 +48,8 @@ and writing resumes when it can.";
 pub(super) const RECORD_AFTER_HELP: &str = "\
 Configuration file (TOML, default /etc/observer/observer.toml; a missing default file is fine).
 Every long option above is a key; the command line overrides the file. If the command line
-names any selector (--comm, --pid, --cgroup, --all), the file's selectors are ignored.
+names any selector (--comm, --pid, --cgroup, --container, --all), the file's selectors are
+ignored.
 
   comm = [\"apache2\", \"php-fpm8.2\"]
   errno = [\"ENOENT\", \"EACCES\"]

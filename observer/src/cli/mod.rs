@@ -95,6 +95,12 @@ struct SelectArgs {
     #[arg(long = "cgroup", value_name = "PATH")]
     cgroup: Vec<PathBuf>,
 
+    /// Watch the processes of this container: its id, or a prefix of it as `docker ps` or
+    /// `crictl ps` shows it (3f2a9c1b2d4e). Docker, containerd/CRI, CRI-O and podman; found by
+    /// its cgroup, and followed when it restarts. Repeatable.
+    #[arg(long = "container", value_name = "ID")]
+    container: Vec<String>,
+
     /// Watch every process on the host.
     #[arg(short, long)]
     all: bool,
@@ -117,6 +123,7 @@ impl SelectArgs {
             comms: self.comm.clone(),
             pids: self.pid.clone(),
             cgroups: self.cgroup.clone(),
+            containers: self.container.clone(),
             all: self.all,
             errnos: self.errno.clone(),
             syscalls: self.syscalls.iter().flatten().copied().collect(),
@@ -128,7 +135,7 @@ impl SelectArgs {
 enum Cmd {
     /// Record continuously into the history database (run as a service; see --help).
     #[command(long_about = RECORD_ABOUT, after_help = RECORD_AFTER_HELP)]
-    Record(RecordArgs),
+    Record(Box<RecordArgs>),
     /// The ranked report of a past window, from the history (no root needed to read it).
     #[command(after_help = REPORT_AFTER_HELP)]
     Report(ReportArgs),

@@ -149,7 +149,7 @@ pub(crate) async fn run(args: Overrides) -> Result<()> {
         args,
         db,
         tracker: Tracker::new(),
-        resolver: Resolver::default(),
+        resolver: Resolver::new(false),
         pending: Pending::new(PENDING_CAP),
         clock: Clock::now(),
         jsonl,

@@ -2,6 +2,7 @@
 //! hints and formats as the ad-hoc mode, with novelty judged against everything recorded before
 //! the window, and a word on where the history comes from and when observer was not recording.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -11,6 +12,7 @@ use rusqlite::Connection;
 use crate::history::bucket::minute_of;
 use crate::history::reader;
 use crate::model::{RankContext, Session, Totals};
+use crate::place::{self, Place, ViewRef};
 use crate::render::{self, Format};
 use crate::report::score::WARMUP_SECS;
 use crate::report::{HintEnv, HistorySource, Report};
@@ -64,7 +66,16 @@ fn build(
     env: &HintEnv,
 ) -> Result<Report> {
     let (from_m, to_m) = (minute_of(from_ms), minute_of(to_ms));
-    let failures = reader::failures(conn, from_m, to_m)?;
+    let mut failures = reader::failures(conn, from_m, to_m)?;
+    // Hints look where the processes looked: a container or private service still running has
+    // its view now; one that is gone says so.
+    let mut views: HashMap<Place, ViewRef> = HashMap::new();
+    for f in &mut failures {
+        f.view = views
+            .entry(f.place.clone())
+            .or_insert_with(|| place::live_view(&f.place))
+            .clone();
+    }
     let sessions = reader::sessions(conn)?;
     let stats = reader::minute_stats(conn, from_m, to_m)?;
     let start_ms = from_m * 60_000;

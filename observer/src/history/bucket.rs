@@ -23,6 +23,7 @@ use observer_common::{AggKey, AggVal, STATUS_UNAGGREGATED, Syscall};
 
 use crate::aggregate::NewFailure;
 use crate::capture::Sighting;
+use crate::place::Place;
 use crate::resolve::KeyInfo;
 
 /// `status` bit: the kernel cut the path at PATH_MAX.
@@ -44,6 +45,8 @@ pub(crate) struct BucketKey {
     pub(crate) comm: String,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
+    /// Where the process ran.
+    pub(crate) place: Place,
 }
 
 /// What a bucket holds.
@@ -199,12 +202,16 @@ struct KeyState {
     tgid: u32,
 }
 
-/// Counters by (errno, syscall, comm) since observer started: what `/metrics` exports.
-pub(crate) type Totals = BTreeMap<(i32, Syscall, String), u64>;
+/// Counters by (errno, syscall, comm, container, unit) since observer started: what `/metrics`
+/// exports. `container` is the 12-digit short id, `unit` the systemd service; empty when none.
+pub(crate) type Totals = BTreeMap<(i32, Syscall, String, String, String), u64>;
 
 /// Most distinct process names with their own label in [`Tracker::totals`]; later names count
 /// under [`OTHER_COMM`] so the label set stays bounded even with `--all`.
 pub(crate) const MAX_COMM_LABELS: usize = 32;
+/// Most distinct containers and units with their own labels; later ones count under
+/// `container="_other"` (or `unit="_other"`).
+pub(crate) const MAX_PLACE_LABELS: usize = 32;
 pub(crate) const OTHER_COMM: &str = "_other";
 
 /// Most (path, errno) pairs remembered to announce each only once on the JSON-lines stream;
@@ -223,6 +230,7 @@ pub(crate) struct Tracker {
     interned: HashMap<Arc<BucketKey>, ()>,
     pub(crate) totals: Totals,
     comm_labels: HashSet<String>,
+    place_labels: HashSet<(String, String)>,
 }
 
 impl Tracker {
@@ -257,7 +265,26 @@ impl Tracker {
         } else {
             OTHER_COMM.to_string()
         };
-        *self.totals.entry((k.errno, k.syscall, comm)).or_insert(0) += n;
+        let place = match (&k.place.container, &k.place.unit) {
+            (Some(c), _) => (c.id[..c.id.len().min(12)].to_string(), String::new()),
+            (None, Some(u)) => (String::new(), u.clone()),
+            (None, None) => (String::new(), String::new()),
+        };
+        let place =
+            if place.0.is_empty() && place.1.is_empty() || self.place_labels.contains(&place) {
+                place
+            } else if self.place_labels.len() < MAX_PLACE_LABELS {
+                self.place_labels.insert(place.clone());
+                place
+            } else if place.0.is_empty() {
+                (String::new(), OTHER_COMM.to_string())
+            } else {
+                (OTHER_COMM.to_string(), String::new())
+            };
+        *self
+            .totals
+            .entry((k.errno, k.syscall, comm, place.0, place.1))
+            .or_insert(0) += n;
     }
 
     /// Takes one decoded ring-buffer record whose path `info` resolved, seen at `wall_ms`
@@ -279,6 +306,7 @@ impl Tracker {
             comm: info.comm.clone(),
             uid: info.uid,
             gid: info.gid,
+            place: info.place.place.clone(),
         });
         let open_flags = if info.syscall.intent() == observer_common::Intent::Open {
             info.flags
@@ -443,7 +471,7 @@ mod tests {
     /// The shared record fixture for key `k`, and what the resolver makes of it.
     fn sighting(path: &[u8], k: AggKey, status: u32) -> (Sighting, KeyInfo) {
         let s = testutil::sighting(path, k.tgid, k.errno, Syscall::Openat, k.path_hash, status);
-        let info = Resolver::default().key_info(&s).expect("a failure record");
+        let info = Resolver::new(false).key_info(&s).expect("a failure record");
         (s, info)
     }
 
@@ -489,7 +517,7 @@ mod tests {
         assert_eq!(b[0].2.open_flags, 0o2000000);
         assert_eq!(p.failures(), 7);
         assert_eq!(
-            t.totals[&(2, Syscall::Openat, "apache2".to_string())],
+            t.totals[&(2, Syscall::Openat, "apache2".into(), "".into(), "".into())],
             7,
             "metrics totals follow the same deltas"
         );
@@ -515,7 +543,7 @@ mod tests {
         t.on_counts(&[(k, val(2))], 4_000, 12, 3, &mut p);
         assert_eq!(p.failures(), 2);
         assert_eq!(
-            t.totals[&(2, Syscall::Openat, "apache2".to_string())],
+            t.totals[&(2, Syscall::Openat, "apache2".into(), "".into(), "".into())],
             5,
             "3 + 2, nothing twice"
         );
@@ -577,6 +605,7 @@ mod tests {
             comm: "c".into(),
             uid: 0,
             gid: 0,
+            place: Place::default(),
         });
         let mut b = (*a).clone();
         b.path = Bytes::from_static(b"/b");
@@ -613,6 +642,42 @@ mod tests {
             t.on_sighting(&s, info, 0, 1, &mut p);
         }
         assert_eq!(t.totals.len(), MAX_COMM_LABELS + 1);
-        assert_eq!(t.totals[&(2, Syscall::Openat, OTHER_COMM.to_string())], 5);
+        assert_eq!(
+            t.totals[&(2, Syscall::Openat, OTHER_COMM.into(), "".into(), "".into())],
+            5
+        );
+    }
+
+    #[test]
+    fn place_labels_are_bounded() {
+        use crate::place::{Container, Runtime};
+        let mut t = Tracker::new();
+        let mut p = Pending::new(1000);
+        for i in 0..(MAX_PLACE_LABELS + 3) {
+            let (s, mut info) = sighting(b"/x", key(i as u64, i as u32), 0);
+            let mut place = info.place.place.clone();
+            if i % 2 == 0 {
+                place.container = Some(Container {
+                    runtime: Runtime::Docker,
+                    id: format!("{i:02}{}", "a".repeat(62)),
+                    pod: None,
+                });
+            } else {
+                place.unit = Some(format!("u{i}.service"));
+            }
+            info.place = std::sync::Arc::new(crate::place::Where {
+                place,
+                view: info.place.view.clone(),
+            });
+            t.on_sighting(&s, info, 0, 1, &mut p);
+        }
+        let labels: HashSet<(&str, &str)> = t
+            .totals
+            .keys()
+            .map(|k| (k.3.as_str(), k.4.as_str()))
+            .collect();
+        assert_eq!(labels.len(), MAX_PLACE_LABELS + 2, "{labels:?}");
+        assert!(labels.contains(&("00aaaaaaaaaa", "")), "{labels:?}");
+        assert!(labels.contains(&("_other", "")) && labels.contains(&("", "_other")));
     }
 }

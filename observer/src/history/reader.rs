@@ -3,7 +3,7 @@
 //! when observer was recording, and one path's minute-by-minute timeline. Opens the database
 //! read-only: without root when the file is readable, and while `observer record` writes it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -16,6 +16,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use super::bucket::{BUCKET_TRUNCATED, BUCKET_UNRESOLVED, MinuteStats};
 use super::schema::{DbError, SCHEMA_VERSION, show, sql};
 use crate::model::{Episode, Failure, Minute, PID_SAMPLE, Session, Watched};
+use crate::place::{Container, Place, Runtime};
 use crate::time::time_of_ms;
 
 fn syscall_named(name: &str) -> Option<Syscall> {
@@ -44,19 +45,54 @@ pub(crate) fn sessions(conn: &Connection) -> Result<Vec<Session>, DbError> {
         .map_err(sql("reading sessions"))
 }
 
-/// The failures recorded in minutes `from..=to`, one per (path, errno), like ad-hoc mode's.
-/// `pids` holds the sample pids of the window's buckets and `pid_count` how many distinct ones
-/// there are (a lower bound: each bucket keeps one).
+/// Every place recorded, by id; id 0 (the host) is not stored.
+pub(crate) fn places(conn: &Connection) -> Result<HashMap<i64, Place>, DbError> {
+    let mut st = conn
+        .prepare("SELECT id, runtime, container, pod, unit, private FROM places")
+        .map_err(sql("reading places"))?;
+    let rows = st
+        .query_map([], |r| {
+            let runtime: String = r.get(1)?;
+            let id: String = r.get(2)?;
+            let pod: String = r.get(3)?;
+            let unit: String = r.get(4)?;
+            let container = Runtime::parse(&runtime).map(|runtime| Container {
+                runtime,
+                id,
+                pod: Some(pod).filter(|p| !p.is_empty()),
+            });
+            let place = Place {
+                container,
+                unit: Some(unit).filter(|u| !u.is_empty()),
+                private: r.get::<_, i64>(5)? != 0,
+            };
+            Ok((r.get::<_, i64>(0)?, place))
+        })
+        .map_err(sql("reading places"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(sql("reading places"))
+}
+
+/// The place of id `id`: the host for 0, and for an id the places table does not hold (a
+/// database edited by hand).
+fn place_of(places: &HashMap<i64, Place>, id: i64) -> Place {
+    places.get(&id).cloned().unwrap_or_default()
+}
+
+/// The failures recorded in minutes `from..=to`, one per (path, errno, place), like ad-hoc
+/// mode's. `pids` holds the sample pids of the window's buckets and `pid_count` how many
+/// distinct ones there are (a lower bound: each bucket keeps one).
 pub(crate) fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Failure>, DbError> {
+    let places = places(conn)?;
     let mut st = conn
         .prepare(
             "SELECT p.path, b.errno, b.syscall, c.comm, b.uid, b.gid, b.count, b.first_ms,
-                    b.last_ms, b.open_flags, b.status, b.pid
+                    b.last_ms, b.open_flags, b.status, b.pid, b.place_id
              FROM buckets b JOIN paths p ON p.id = b.path_id JOIN comms c ON c.id = b.comm_id
              WHERE b.minute BETWEEN ?1 AND ?2",
         )
         .map_err(sql("reading failures"))?;
-    let mut rows: BTreeMap<(Bytes, i32), (Failure, BTreeSet<u32>)> = BTreeMap::new();
+    let mut rows: BTreeMap<(Bytes, i32, i64), (Failure, BTreeSet<u32>)> = BTreeMap::new();
     let mut q = st
         .query(params![from, to])
         .map_err(sql("reading failures"))?;
@@ -70,7 +106,7 @@ pub(crate) fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Fail
             continue;
         };
         let get = |i| r.get::<_, i64>(i);
-        let (comm, uid, gid, count, first, last, flags, status, pid) = (|| {
+        let (comm, uid, gid, count, first, last, flags, status, pid, place_id) = (|| {
             Ok::<_, rusqlite::Error>((
                 r.get::<_, String>(3)?,
                 get(4)? as u32,
@@ -81,15 +117,17 @@ pub(crate) fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Fail
                 get(9)? as u64,
                 get(10)? as u32,
                 get(11)? as u32,
+                get(12)?,
             ))
         })()
         .map_err(sql("reading failures"))?;
-        let (f, pids) = rows.entry((path.clone(), errno)).or_insert_with(|| {
-            (
-                Failure::new(path, errno, time_of_ms(first), time_of_ms(last)),
-                BTreeSet::new(),
-            )
-        });
+        let (f, pids) = rows
+            .entry((path.clone(), errno, place_id))
+            .or_insert_with(|| {
+                let mut f = Failure::new(path, errno, time_of_ms(first), time_of_ms(last));
+                f.place = place_of(&places, place_id);
+                (f, BTreeSet::new())
+            });
         f.add_calls(syscall, count, flags, time_of_ms(first), time_of_ms(last));
         f.comms.insert(comm);
         f.creds.insert((uid, gid));
@@ -110,24 +148,31 @@ pub(crate) fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Fail
         .collect())
 }
 
-/// The (path, errno) pairs failing in minutes `from..=to` that also failed before `from`.
+/// The (path, errno, place) rows failing in minutes `from..=to` that also failed before `from`.
 pub(crate) fn baseline(
     conn: &Connection,
     from: i64,
     to: i64,
-) -> Result<BTreeSet<(Bytes, i32)>, DbError> {
+) -> Result<BTreeSet<(Bytes, i32, Place)>, DbError> {
+    let places = places(conn)?;
     let mut st = conn
         .prepare(
-            "SELECT p.path, w.errno
-             FROM (SELECT DISTINCT path_id, errno FROM buckets WHERE minute BETWEEN ?1 AND ?2) w
+            "SELECT p.path, w.errno, w.place_id
+             FROM (SELECT DISTINCT path_id, errno, place_id FROM buckets
+                   WHERE minute BETWEEN ?1 AND ?2) w
              JOIN paths p ON p.id = w.path_id
              WHERE EXISTS (SELECT 1 FROM buckets o
-                           WHERE o.path_id = w.path_id AND o.errno = w.errno AND o.minute < ?1)",
+                           WHERE o.path_id = w.path_id AND o.errno = w.errno
+                             AND o.place_id = w.place_id AND o.minute < ?1)",
         )
         .map_err(sql("reading the baseline"))?;
     let rows = st
         .query_map(params![from, to], |r| {
-            Ok((Bytes::from(r.get::<_, Vec<u8>>(0)?), r.get(1)?))
+            Ok((
+                Bytes::from(r.get::<_, Vec<u8>>(0)?),
+                r.get(1)?,
+                place_of(&places, r.get(2)?),
+            ))
         })
         .map_err(sql("reading the baseline"))?;
     rows.collect::<Result<_, _>>()
@@ -408,11 +453,22 @@ fn check_version(conn: Connection, db: &Path) -> Result<Connection, DbError> {
             show(db)
         )));
     }
-    if v < SCHEMA_VERSION {
+    if v < 1 {
         return Err(DbError::Setup(format!(
             "{} holds no observer history (empty or not written by observer)",
             show(db)
         )));
+    }
+    if v == 1 {
+        // Schema 1 had no places: everything it holds was the host's. Temporary views (in the
+        // connection's own temp database, so a read-only file is not written) give its
+        // buckets the place column the queries read.
+        conn.execute_batch(
+            "CREATE TEMP VIEW buckets AS SELECT *, 0 AS place_id FROM main.buckets;
+             CREATE TEMP VIEW places AS SELECT 0 AS id, '' AS runtime, '' AS container,
+                 '' AS pod, '' AS unit, 0 AS private WHERE 0;",
+        )
+        .map_err(sql(format!("reading {} (schema 1)", show(db))))?;
     }
     Ok(conn)
 }
@@ -516,7 +572,10 @@ mod tests {
         assert_eq!(always.creds, BTreeSet::from([(33, 33)]));
         assert_eq!(always.pid_count, 1);
         let base = baseline(&r, 100, 110).unwrap();
-        assert_eq!(base, BTreeSet::from([(Bytes::from_static(b"/always"), 2)]));
+        assert_eq!(
+            base,
+            BTreeSet::from([(Bytes::from_static(b"/always"), 2, Place::default())])
+        );
         assert_eq!(minute_stats(&r, 100, 110).unwrap().lost, 4);
         let t = timeline(&r, b"/always", 0, 200).unwrap();
         let m: Vec<(i64, u64)> = t[&2].iter().map(|m| (m.minute, m.count)).collect();
@@ -551,5 +610,74 @@ mod tests {
         std::fs::write(&junk, b"").unwrap();
         let e = open_reader(&junk).err().unwrap().to_string();
         assert!(e.contains("no observer history"), "{e}");
+    }
+
+    /// The tables observer 0.1 wrote (schema 1: no places).
+    const SCHEMA_1: &str = "
+        CREATE TABLE paths (id INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE);
+        CREATE TABLE comms (id INTEGER PRIMARY KEY, comm TEXT NOT NULL UNIQUE);
+        CREATE TABLE buckets (path_id INTEGER NOT NULL, errno INTEGER NOT NULL,
+            minute INTEGER NOT NULL, syscall TEXT NOT NULL, comm_id INTEGER NOT NULL,
+            uid INTEGER NOT NULL, gid INTEGER NOT NULL, count INTEGER NOT NULL,
+            first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL,
+            open_flags INTEGER NOT NULL DEFAULT 0, status INTEGER NOT NULL DEFAULT 0,
+            pid INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (path_id, errno, minute, syscall, comm_id, uid, gid)) WITHOUT ROWID;
+        CREATE INDEX buckets_by_minute ON buckets (minute);
+        CREATE TABLE minute_stats (minute INTEGER PRIMARY KEY, lost INTEGER NOT NULL DEFAULT 0,
+            overflow INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+        CREATE TABLE sessions (id INTEGER PRIMARY KEY, started_ms INTEGER NOT NULL,
+            last_flush_ms INTEGER NOT NULL, ended_ms INTEGER, pid INTEGER NOT NULL,
+            version TEXT NOT NULL, filter TEXT NOT NULL);
+        INSERT INTO paths VALUES (1, CAST('/var/www/old.php' AS BLOB));
+        INSERT INTO comms VALUES (1, 'apache2');
+        INSERT INTO buckets VALUES (1, 2, 10, 'openat', 1, 33, 33, 4, 600000, 600500, 0, 0, 7);
+        INSERT INTO buckets VALUES (1, 2, 100, 'openat', 1, 33, 33, 1, 6000000, 6000000, 0, 0, 7);
+        INSERT INTO sessions VALUES (1, 0, 6000000, 6000001, 7, '0.1.0', '{}');
+        PRAGMA user_version = 1;";
+
+    #[test]
+    fn a_schema_1_history_is_the_hosts_and_a_recorder_upgrades_it_in_place() {
+        let d = TempDir::new();
+        let db = d.path().join("h.db");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(SCHEMA_1)
+            .unwrap();
+        let check = |r: &Connection| {
+            let f = failures(r, 100, 110).unwrap();
+            assert_eq!(f.len(), 1);
+            assert_eq!((f[0].count, f[0].place.is_host()), (1, true));
+            let base = baseline(r, 100, 110).unwrap();
+            assert_eq!(
+                base,
+                BTreeSet::from([(Bytes::from_static(b"/var/www/old.php"), 2, Place::default())])
+            );
+            assert_eq!(
+                timeline(r, b"/var/www/old.php", 0, 150).unwrap()[&2].len(),
+                2
+            );
+        };
+        let r = open_reader(&db).unwrap();
+        check(&r);
+        drop(r);
+        let version = |c: &Connection| -> i64 {
+            c.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        // Reading did not write.
+        assert_eq!(version(&Connection::open(&db).unwrap()), 1);
+        let mut w = Writer::open(&db, "{}", 0).unwrap();
+        let mut p = Pending::new(200);
+        let mut k = (*bkey("/var/www/old.php", 2, Syscall::Openat)).clone();
+        k.place.unit = Some("apache2.service".into());
+        p.add(&std::sync::Arc::new(k), bval(3, 200 * 60_000));
+        w.flush(&p, 200 * 60_000 + 1).unwrap();
+        let r = open_reader(&db).unwrap();
+        assert_eq!(version(&r), 2);
+        check(&r);
+        let now = failures(&r, 200, 200).unwrap();
+        assert_eq!(now[0].place.unit.as_deref(), Some("apache2.service"));
+        assert_eq!(now[0].count, 3);
     }
 }

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use thiserror::Error;
 
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// The schema this observer writes; it reads this one and version 1 (before places).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// The schema, as Markdown for the documentation (the README carries it; a test checks).
 #[cfg(test)]
-pub(crate) const SCHEMA_DOC: &str = r#"### History database (schema version 1)
+pub(crate) const SCHEMA_DOC: &str = r#"### History database (schema version 2)
 
 SQLite, WAL mode, one file (plus `-wal`/`-shm` while in use), mode 0600 in a 0700 directory.
 
@@ -23,13 +24,15 @@ SQLite, WAL mode, one file (plus `-wal`/`-shm` while in use), mode 0600 in a 070
 |-------|---------|------|
 | `paths` | `id INTEGER PRIMARY KEY`, `path BLOB UNIQUE` | each failing path once, as raw bytes (names need not be UTF-8) |
 | `comms` | `id INTEGER PRIMARY KEY`, `comm TEXT UNIQUE` | process names |
-| `buckets` | `path_id`, `errno`, `minute`, `syscall`, `comm_id`, `uid`, `gid` (primary key, in that order), `count`, `first_ms`, `last_ms`, `open_flags`, `status`, `pid` | failing calls per minute; `minute` is Unix time / 60 (UTC), `first_ms`/`last_ms` Unix milliseconds, `syscall` the syscall's name, `status` bit 1 = path truncated, bit 2 = relative path not resolved, `pid` one process that failed (a sample) |
+| `places` | `id INTEGER PRIMARY KEY`, `runtime`, `container`, `pod`, `unit`, `private` (unique together) | where processes ran: a container (`runtime` docker, containerd, crio, podman or kubernetes, its 64-hex `container` id, the Kubernetes `pod` uid), else a systemd `unit`; `private` 1 when their view of the filesystem was not the host's; id 0, never stored, is the host |
+| `buckets` | `path_id`, `errno`, `minute`, `syscall`, `comm_id`, `uid`, `gid`, `place_id` (primary key, in that order), `count`, `first_ms`, `last_ms`, `open_flags`, `status`, `pid` | failing calls per minute; `minute` is Unix time / 60 (UTC), `first_ms`/`last_ms` Unix milliseconds, `syscall` the syscall's name, `status` bit 1 = path truncated, bit 2 = relative path not resolved, `pid` one process that failed (a sample) |
 | `minute_stats` | `minute PRIMARY KEY`, `lost`, `overflow`, `dropped` | failures the kernel could not deliver (ring buffer full), delivered one by one (kernel aggregate full), or observer dropped (memory full while the disk was) |
 | `sessions` | `id`, `started_ms`, `last_flush_ms`, `ended_ms`, `pid`, `version`, `filter` | each run of `observer record`: what it watched and when; `ended_ms` is NULL while it runs (after a crash or `kill -9`, the next start sets it to the last flush, which tells how far the history reached) |
 
 Counting is by delta: each flush adds the failures counted since the previous flush, so a
 restart of observer never counts anything twice. Retention deletes whole minutes older than
-`--retention`; the size cap deletes the oldest hours first."#;
+`--retention`; the size cap deletes the oldest hours first. A database of schema version 1 (no
+places: everything on the host) is read as it is, and upgraded when a recorder opens it."#;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS paths (
@@ -54,9 +57,19 @@ CREATE TABLE IF NOT EXISTS buckets (
     open_flags INTEGER NOT NULL DEFAULT 0,
     status INTEGER NOT NULL DEFAULT 0,
     pid INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (path_id, errno, minute, syscall, comm_id, uid, gid)
+    place_id INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (path_id, errno, minute, syscall, comm_id, uid, gid, place_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS buckets_by_minute ON buckets (minute);
+CREATE TABLE IF NOT EXISTS places (
+    id INTEGER PRIMARY KEY,
+    runtime TEXT NOT NULL DEFAULT '',
+    container TEXT NOT NULL DEFAULT '',
+    pod TEXT NOT NULL DEFAULT '',
+    unit TEXT NOT NULL DEFAULT '',
+    private INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (runtime, container, pod, unit, private)
+);
 CREATE TABLE IF NOT EXISTS minute_stats (
     minute INTEGER PRIMARY KEY,
     lost INTEGER NOT NULL DEFAULT 0,
@@ -229,7 +242,13 @@ pub(super) fn migrate(conn: &Connection, db: &Path) -> Result<(), DbError> {
             show(db)
         )));
     }
-    if v < SCHEMA_VERSION {
+    if v == 1 {
+        // Version 1 had no places: its rows are the host's (place 0). The primary key changes,
+        // so the buckets are copied into a new table, in one transaction.
+        conn.execute_batch(&format!("BEGIN; {MIGRATE_1_2} COMMIT;"))
+            .map_err(sql(format!("upgrading {} to schema 2", show(db))))?;
+        log::info!("{} upgraded to schema version 2 (places)", show(db));
+    } else if v < SCHEMA_VERSION {
         // auto_vacuum only takes effect before the first table is created.
         conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
             .map_err(sql("setting auto_vacuum"))?;
@@ -240,6 +259,44 @@ pub(super) fn migrate(conn: &Connection, db: &Path) -> Result<(), DbError> {
     }
     Ok(())
 }
+
+/// Schema 1 -> 2: a `places` table, and `place_id` in the buckets' primary key.
+const MIGRATE_1_2: &str = "
+CREATE TABLE places (
+    id INTEGER PRIMARY KEY,
+    runtime TEXT NOT NULL DEFAULT '',
+    container TEXT NOT NULL DEFAULT '',
+    pod TEXT NOT NULL DEFAULT '',
+    unit TEXT NOT NULL DEFAULT '',
+    private INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (runtime, container, pod, unit, private)
+);
+CREATE TABLE buckets_v2 (
+    path_id INTEGER NOT NULL,
+    errno INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    syscall TEXT NOT NULL,
+    comm_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL,
+    open_flags INTEGER NOT NULL DEFAULT 0,
+    status INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER NOT NULL DEFAULT 0,
+    place_id INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (path_id, errno, minute, syscall, comm_id, uid, gid, place_id)
+) WITHOUT ROWID;
+INSERT INTO buckets_v2 (path_id, errno, minute, syscall, comm_id, uid, gid, count, first_ms,
+    last_ms, open_flags, status, pid, place_id)
+    SELECT path_id, errno, minute, syscall, comm_id, uid, gid, count, first_ms, last_ms,
+        open_flags, status, pid, 0 FROM buckets;
+DROP TABLE buckets;
+ALTER TABLE buckets_v2 RENAME TO buckets;
+CREATE INDEX buckets_by_minute ON buckets (minute);
+PRAGMA user_version = 2;
+";
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use super::bucket::Pending;
 use super::reader::{TopPath, top_paths};
 use super::schema::{DbError, LockFile, ensure_dir, migrate, prepare_files, show, sql};
+use crate::place::Place;
 
 /// The write-ahead log is truncated to this size after checkpoints.
 const WAL_LIMIT: i64 = 4 << 20;
@@ -42,6 +43,7 @@ pub(crate) struct Writer {
     session: i64,
     path_ids: HashMap<Bytes, i64>,
     comm_ids: HashMap<String, i64>,
+    place_ids: HashMap<Place, i64>,
 }
 
 /// Paths whose ids are remembered between flushes, at most.
@@ -109,6 +111,7 @@ impl Writer {
             session,
             path_ids: HashMap::new(),
             comm_ids: HashMap::new(),
+            place_ids: HashMap::new(),
         })
     }
 
@@ -131,8 +134,10 @@ impl Writer {
     /// is left for the next try.
     pub(crate) fn flush(&mut self, pending: &Pending, now_ms: i64) -> Result<Flushed, DbError> {
         let t0 = Instant::now();
-        let mut new_paths: Vec<(Bytes, i64)> = Vec::new();
-        let mut new_comms: Vec<(String, i64)> = Vec::new();
+        // Ids assigned in this transaction: remembered only once it commits.
+        let mut new_paths: HashMap<Bytes, i64> = HashMap::new();
+        let mut new_comms: HashMap<String, i64> = HashMap::new();
+        let mut new_places: HashMap<Place, i64> = HashMap::new();
         let rows = pending.buckets();
         let tx = self
             .conn
@@ -142,9 +147,10 @@ impl Writer {
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO buckets (path_id, errno, minute, syscall, comm_id, uid, gid,
-                         count, first_ms, last_ms, open_flags, status, pid)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                     ON CONFLICT (path_id, errno, minute, syscall, comm_id, uid, gid) DO UPDATE SET
+                         place_id, count, first_ms, last_ms, open_flags, status, pid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT (path_id, errno, minute, syscall, comm_id, uid, gid, place_id)
+                     DO UPDATE SET
                          count = count + excluded.count,
                          first_ms = min(first_ms, excluded.first_ms),
                          last_ms = max(last_ms, excluded.last_ms),
@@ -154,27 +160,33 @@ impl Writer {
                 )
                 .map_err(sql("preparing the bucket upsert"))?;
             for (k, minute, v) in &rows {
-                let path_id = match self.path_ids.get(&k.path) {
+                let path_id = match self.path_ids.get(&k.path).or(new_paths.get(&k.path)) {
                     Some(&id) => id,
-                    None => match new_paths.iter().find(|(p, _)| *p == k.path) {
-                        Some(&(_, id)) => id,
-                        None => {
-                            let id = intern(&tx, "paths", "path", &k.path[..])?;
-                            new_paths.push((k.path.clone(), id));
-                            id
-                        }
-                    },
+                    None => {
+                        let id = intern(&tx, "paths", "path", &k.path[..])?;
+                        new_paths.insert(k.path.clone(), id);
+                        id
+                    }
                 };
-                let comm_id = match self.comm_ids.get(&k.comm) {
+                let comm_id = match self.comm_ids.get(&k.comm).or(new_comms.get(&k.comm)) {
                     Some(&id) => id,
-                    None => match new_comms.iter().find(|(c, _)| *c == k.comm) {
-                        Some(&(_, id)) => id,
+                    None => {
+                        let id = intern(&tx, "comms", "comm", &k.comm)?;
+                        new_comms.insert(k.comm.clone(), id);
+                        id
+                    }
+                };
+                let place_id = if k.place.is_host() {
+                    0
+                } else {
+                    match self.place_ids.get(&k.place).or(new_places.get(&k.place)) {
+                        Some(&id) => id,
                         None => {
-                            let id = intern(&tx, "comms", "comm", &k.comm)?;
-                            new_comms.push((k.comm.clone(), id));
+                            let id = intern_place(&tx, &k.place)?;
+                            new_places.insert(k.place.clone(), id);
                             id
                         }
-                    },
+                    }
                 };
                 upsert
                     .execute(params![
@@ -185,6 +197,7 @@ impl Writer {
                         comm_id,
                         k.uid,
                         k.gid,
+                        place_id,
                         i64::try_from(v.count).unwrap_or(i64::MAX),
                         v.first_ms,
                         v.last_ms,
@@ -226,6 +239,10 @@ impl Writer {
             self.comm_ids.clear();
         }
         self.comm_ids.extend(new_comms);
+        if self.place_ids.len() + new_places.len() > COMM_ID_CACHE {
+            self.place_ids.clear();
+        }
+        self.place_ids.extend(new_places);
         Ok(Flushed {
             rows: rows.len(),
             failures: pending.failures(),
@@ -360,6 +377,40 @@ fn intern<T: rusqlite::ToSql + ?Sized>(
     tx.prepare_cached(&format!("INSERT INTO {table} ({column}) VALUES (?1)"))
         .and_then(|mut s| s.execute([value]))
         .map_err(sql(format!("writing {table}")))?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// The id of `place` in `places`, inserting it when new.
+fn intern_place(tx: &Transaction, place: &Place) -> Result<i64, DbError> {
+    let c = place.container.as_ref();
+    let fields = (
+        c.map_or("", |c| c.runtime.as_str()),
+        c.map_or("", |c| c.id.as_str()),
+        c.and_then(|c| c.pod.as_deref()).unwrap_or(""),
+        place.unit.as_deref().unwrap_or(""),
+        i64::from(place.private),
+    );
+    let id: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM places WHERE runtime = ?1 AND container = ?2 AND pod = ?3 AND unit = ?4
+             AND private = ?5",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![fields.0, fields.1, fields.2, fields.3, fields.4],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .map_err(sql("reading places"))?;
+    if let Some(id) = id {
+        return Ok(id);
+    }
+    tx.prepare_cached(
+        "INSERT INTO places (runtime, container, pod, unit, private) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| s.execute(params![fields.0, fields.1, fields.2, fields.3, fields.4]))
+    .map_err(sql("writing places"))?;
     Ok(tx.last_insert_rowid())
 }
 

@@ -6,7 +6,6 @@ use serde_json::{Map, Value, json};
 use crate::aggregate::NewFailure;
 use crate::errno;
 use crate::escape::escape_path;
-use crate::ids;
 use crate::model::{Failure, Intent, Ranked, Totals};
 use crate::report::{HistorySource, Report};
 use crate::time::{rfc3339_millis, time_of_ms};
@@ -38,6 +37,9 @@ One document per report:
       "syscalls": { "openat": 50, "newfstatat": 150 },
       "open_flags": 524288,
       "comms": ["apache2"],
+      "container": null,
+      "unit": "apache2.service",
+      "view": "private",
       "uids": [{ "uid": 33, "user": "www-data", "gid": 33, "group": "www-data" }],
       "pids": [4101, 4102],
       "pid_count": 2,
@@ -73,13 +75,16 @@ One document per report:
 | `totals.unreadable_paths` | live capture only: failing calls whose path pointer could not be read (counted, without a path) |
 | `totals.unfollowed_processes` | live capture only: `--pid` descendants not followed because the pid map was full (their failures are not seen) |
 | `totals.lost_directory_opens` | live capture only: directory opens the ring buffer could not deliver (failures relative to them may stay unresolved) |
-| `paths[]` | one row per (path, errno), best culprit first |
+| `paths[]` | one row per (path, errno, place), best culprit first: the same path failing in two containers is two rows |
 | `path` | the path, absolute when it could be resolved. Exact when the name is valid UTF-8 (JSON escapes control characters); otherwise an escaped rendering (`\xNN` for each invalid byte) and `path_base64` holds the exact bytes (standard base64, padded) |
 | `errno`, `errno_code` | symbolic (`ENOENT`) and numeric error |
 | `count`, `syscalls` | failing calls, in total and per syscall |
 | `open_flags` | union of the open flags of the failing open calls (0 when none) |
 | `comms` | process names that made the calls |
-| `uids` | credentials of the calling processes; `user`/`group` are null when the id has no name |
+| `container` | the container the processes ran in, from their cgroup path: `runtime` (`docker`, `containerd`, `crio`, `podman`, or `kubernetes` when only the pod is named), `id` (64 hex digits; the pod uid for `kubernetes`), `pod` (the Kubernetes pod uid, or null); null outside containers |
+| `unit` | the systemd service they ran in (`apache2.service`), when not in a container; null on the host |
+| `view` | where the hints looked: `host` (the processes saw observer's own filesystem), `private` (their own mount namespace or root, e.g. a container or `PrivateTmp=`: checked there), `gone` (that view ended before observer could keep it: no filesystem checks) |
+| `uids` | credentials of the calling processes; `user`/`group` are null when the id has no name (names come from the processes' view: a container's own `/etc/passwd` and `/etc/group`) |
 | `pids`, `pid_count` | a sample of the calling process ids, and how many there were |
 | `first_seen`, `last_seen` | RFC 3339 UTC with milliseconds. `first_seen` is the kernel's timestamp of the first failure; repeats are counted in the kernel without reading a clock, so `last_seen` is the time of the poll (every `--interval`) that saw the count grow |
 | `score`, `reasons` | the ranking score (2 decimals) and the reasons behind it |
@@ -90,10 +95,11 @@ One document per report:
 Live events (`--format jsonl`), one object per line, emitted when a distinct failure is first seen:
 
 ```json
-{"event":"new_failure","time":"2024-05-01T12:00:01.250Z","path":"/var/www/html/inc/class-x.phpp","errno":"ENOENT","errno_code":2,"syscall":"openat","comm":"apache2","pid":4101,"tid":4101,"uid":33,"gid":33,"flags":524288,"truncated":false,"resolved":true}
+{"event":"new_failure","time":"2024-05-01T12:00:01.250Z","path":"/var/www/html/inc/class-x.phpp","errno":"ENOENT","errno_code":2,"syscall":"openat","comm":"apache2","pid":4101,"tid":4101,"uid":33,"gid":33,"flags":524288,"truncated":false,"resolved":true,"container":null,"unit":"apache2.service","view":"private"}
 ```
 
-`path_base64` is added under the same rule as above.
+`path_base64` is added under the same rule as above; `container`, `unit` and `view` mean what
+they mean in a report row.
 "#;
 
 pub(super) fn path_fields(map: &mut Map<String, Value>, key: &str, bytes: &[u8]) {
@@ -129,15 +135,17 @@ fn path_json(r: &Ranked) -> Value {
     m.insert("syscalls".into(), Value::Object(syscalls));
     m.insert("open_flags".into(), json!(f.open_flags));
     m.insert("comms".into(), json!(f.comms.iter().collect::<Vec<_>>()));
+    place_fields(&mut m, f);
+    let names = f.view.names();
     let uids: Vec<Value> = f
         .creds
         .iter()
         .map(|(uid, gid)| {
             json!({
                 "uid": uid,
-                "user": ids::user_name(*uid),
+                "user": names.user_name(*uid),
                 "gid": gid,
-                "group": ids::group_name(*gid),
+                "group": names.group_name(*gid),
             })
         })
         .collect();
@@ -173,6 +181,7 @@ fn path_json(r: &Ranked) -> Value {
     m.insert("hints".into(), Value::Array(hints));
     m.insert("truncated".into(), json!(f.truncated));
     m.insert("resolved".into(), json!(!f.unresolved));
+    place_fields(&mut m, f);
     Value::Object(m)
 }
 
@@ -265,6 +274,8 @@ fn first_sighting(n: &NewFailure) -> Failure {
     f.pid_count = 1;
     f.truncated = i.truncated;
     f.unresolved = i.unresolved;
+    f.place = i.place.place.clone();
+    f.view = i.place.view.clone();
     f
 }
 
@@ -295,7 +306,28 @@ pub(super) fn jsonl_event(f: &Failure, tid: u32) -> Value {
     m.insert("flags".into(), json!(f.open_flags));
     m.insert("truncated".into(), json!(f.truncated));
     m.insert("resolved".into(), json!(!f.unresolved));
+    place_fields(&mut m, f);
     Value::Object(m)
+}
+
+/// Where the row's processes ran: `container`, `unit` and `view`.
+fn place_fields(m: &mut Map<String, Value>, f: &Failure) {
+    m.insert(
+        "container".into(),
+        f.place.container.as_ref().map_or(
+            Value::Null,
+            |c| json!({"runtime": c.runtime.as_str(), "id": c.id, "pod": c.pod}),
+        ),
+    );
+    m.insert("unit".into(), json!(f.place.unit));
+    let view = if !f.place.private {
+        "host"
+    } else if f.view.root().is_some() {
+        "private"
+    } else {
+        "gone"
+    };
+    m.insert("view".into(), json!(view));
 }
 
 /// Standard base64 (RFC 4648, with padding).

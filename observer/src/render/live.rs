@@ -10,7 +10,7 @@ use crate::model::{Ranked, Totals};
 use crate::report::Report;
 use crate::time::elapsed;
 
-use super::table::{Cells, cells, totals_line};
+use super::table::{Cells, cells, shows_place, totals_line};
 use super::width::{pad_left, pad_right, truncate_end, truncate_middle, width_of};
 
 /// The refreshing terminal view.
@@ -119,24 +119,34 @@ pub(super) fn live_frame(
             let we = cap(|c| &c.errno, 5, 12);
             let mut wy = cap(|c| &c.syscalls, 8, 20);
             let mut wm = cap(|c| &c.comms, 5, 12);
-            // The path matters most: drop COMMS, then SYSCALLS, before it gets less than 40% of
-            // the line (or less than it needs).
+            let mut wh = if shows_place(&ranked[..total]) {
+                cap(|c| &c.place, 5, 20)
+            } else {
+                0
+            };
+            // The path matters most: drop COMMS, then SYSCALLS, then WHERE, before it gets less
+            // than 40% of the line (or less than it needs).
             let want_path = cap(|c| &c.path, 4, usize::MAX).min((width * 2 / 5).max(24));
-            let fixed = |wy: usize, wm: usize| {
+            let fixed = |wy: usize, wm: usize, wh: usize| {
                 wr + ws
                     + wc
                     + we
                     + 8
-                    + if wy > 0 { wy + 2 } else { 0 }
-                    + if wm > 0 { wm + 2 } else { 0 }
+                    + [wy, wm, wh]
+                        .iter()
+                        .map(|&w| if w > 0 { w + 2 } else { 0 })
+                        .sum::<usize>()
             };
-            if width.saturating_sub(fixed(wy, wm)) < want_path {
+            if width.saturating_sub(fixed(wy, wm, wh)) < want_path {
                 wm = 0;
             }
-            if width.saturating_sub(fixed(wy, wm)) < want_path {
+            if width.saturating_sub(fixed(wy, wm, wh)) < want_path {
                 wy = 0;
             }
-            let wp = width.saturating_sub(fixed(wy, wm)).max(12);
+            if width.saturating_sub(fixed(wy, wm, wh)) < want_path {
+                wh = 0;
+            }
+            let wp = width.saturating_sub(fixed(wy, wm, wh)).max(12);
             let row = |c: &Cells| {
                 let mut s = format!(
                     "{}  {}  {}  {}  ",
@@ -151,6 +161,10 @@ pub(super) fn live_frame(
                 }
                 if wm > 0 {
                     s.push_str(&pad_right(&truncate_end(&c.comms, wm), wm));
+                    s.push_str("  ");
+                }
+                if wh > 0 {
+                    s.push_str(&pad_right(&truncate_end(&c.place, wh), wh));
                     s.push_str("  ");
                 }
                 s.push_str(&truncate_middle(&c.path, wp));

@@ -72,7 +72,7 @@ mod tests {
     use super::*;
     use crate::model::{Hint, HintKind, OpenMode, Ranked, Reason, Syscall, Totals};
     use crate::testutil::{failure, golden, golden_json, t0};
-    use serde_json::json;
+    use serde_json::{Value, json};
     use std::time::Duration;
 
     fn hint(kind: HintKind, message: &str, suggestion: Option<&str>, weight: f64) -> Hint {
@@ -275,6 +275,49 @@ mod tests {
         let line = serde_json::to_string(&ev).unwrap();
         assert!(!line.contains('\n') && !line.contains('\x1b'));
         golden("event.jsonl", &(line + "\n"));
+    }
+
+    #[test]
+    fn rows_from_elsewhere_get_a_where_column_and_their_container_in_json() {
+        use crate::place::{Container, Place, Runtime};
+        let (mut r, t) = fixture();
+        let plain = table(&r, &t, None, &TableOpts::default());
+        assert!(!plain.contains("WHERE"), "{plain}");
+        let id = "3f2a9c1b2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
+        r[1].failure.place = Place {
+            container: Some(Container {
+                runtime: Runtime::Docker,
+                id: id.into(),
+                pod: None,
+            }),
+            unit: None,
+            private: true,
+        };
+        r[2].failure.place.unit = Some("apache2.service".into());
+        let out = table(&r, &t, None, &TableOpts::default());
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[1].contains("  WHERE  ") && lines[1].ends_with("PATH"),
+            "{out}"
+        );
+        let denied = lines
+            .iter()
+            .find(|l| l.contains("/etc/app/config.php"))
+            .unwrap();
+        assert!(denied.contains("  docker:3f2a9c1b2d4e  /etc/app"), "{out}");
+        assert!(out.contains("  apache2.service  "), "{out}");
+        let frame = live_frame(&r, &t, None, 160, 12, Duration::ZERO, "");
+        assert!(frame.contains("docker:3f2a9c1b2d4e"), "{frame}");
+        let v = document(&report(&r, &t), None);
+        let row = &v["paths"][1];
+        assert_eq!(row["container"]["runtime"], "docker");
+        assert_eq!(row["container"]["id"], id);
+        assert_eq!(row["container"]["pod"], Value::Null);
+        assert_eq!(row["unit"], Value::Null);
+        // The fixture's rows share the host's view: a private place in it is not "gone".
+        assert_eq!(row["view"], "private");
+        assert_eq!(v["paths"][2]["unit"], "apache2.service");
+        assert_eq!(v["paths"][2]["view"], "host");
     }
 
     #[test]

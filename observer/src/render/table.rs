@@ -78,6 +78,8 @@ pub(super) struct Cells {
     pub(super) errno: String,
     pub(super) syscalls: String,
     pub(super) comms: String,
+    /// Where the processes ran, short (`docker:3f2a9c1b2d4e`, `apache2.service`, `-`).
+    pub(super) place: String,
     pub(super) path: String,
 }
 
@@ -91,6 +93,7 @@ impl Cells {
             errno: "ERRNO".into(),
             syscalls: "SYSCALLS".into(),
             comms: "COMMS".into(),
+            place: "WHERE".into(),
             path: "PATH".into(),
         }
     }
@@ -123,8 +126,14 @@ pub(super) fn cells(r: &Ranked, max_comms: usize) -> Cells {
         errno: errno::name(f.errno),
         syscalls: syscalls_summary(f),
         comms: comms_summary(f, max_comms),
+        place: escape_str(&f.place.short()),
         path,
     }
+}
+
+/// The WHERE column is shown when some row ran somewhere else than on the host itself.
+pub(super) fn shows_place(ranked: &[Ranked]) -> bool {
+    ranked.iter().any(|r| !r.failure.place.is_host())
 }
 
 /// The plain table for pipes and logs. No colours; paths and comms escaped; the path is the last
@@ -164,7 +173,9 @@ pub(super) fn table(
         w(|c| &c.errno),
         w(|c| &c.syscalls),
         w(|c| &c.comms),
+        w(|c| &c.place),
     ];
+    let with_place = shows_place(&ranked[..shown]);
     let line = |c: &Cells| {
         let mut s = String::new();
         s.push_str(&pad_left(&c.rank, widths[0]));
@@ -179,6 +190,10 @@ pub(super) fn table(
         s.push_str("  ");
         s.push_str(&pad_right(&c.comms, widths[5]));
         s.push_str("  ");
+        if with_place {
+            s.push_str(&pad_right(&c.place, widths[6]));
+            s.push_str("  ");
+        }
         s.push_str(&c.path);
         s
     };

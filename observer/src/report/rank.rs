@@ -4,6 +4,7 @@
 use std::cmp::Ordering;
 
 use crate::model::{Failure, RankContext, Ranked};
+use crate::place::ViewRef;
 use crate::report::hints::{HintEnv, Memo, hints_with};
 use crate::report::score::{errno_weight, score};
 
@@ -14,12 +15,28 @@ use crate::report::score::{errno_weight, score};
 ///
 /// Cost: a few `lstat`s per row and one directory listing per directory with a missing file
 /// (listings are shared between rows), plus reading dpkg's file lists once per `HintEnv`.
+///
+/// `env` checks the host's rows; a row seen in another view (a container, a private /tmp) is
+/// checked in that view, with an environment and a memo of its own.
 pub(crate) fn rank(failures: Vec<Failure>, ctx: &RankContext, env: &HintEnv) -> Vec<Ranked> {
     let mut memo = Memo::default();
+    let mut views: Vec<(ViewRef, Option<HintEnv>, Memo)> = Vec::new();
     let mut out: Vec<Ranked> = failures
         .into_iter()
         .map(|f| {
-            let hints = hints_with(&f, env, &mut memo);
+            let hints = if f.view.is_host() {
+                hints_with(&f, Some(env), &mut memo)
+            } else {
+                let i = match views.iter().position(|(v, ..)| *v == f.view) {
+                    Some(i) => i,
+                    None => {
+                        views.push((f.view.clone(), HintEnv::for_view(&f.view), Memo::default()));
+                        views.len() - 1
+                    }
+                };
+                let (_, env, memo) = &mut views[i];
+                hints_with(&f, env.as_ref(), memo)
+            };
             let (score, reasons) = score(&f, ctx, &hints);
             Ranked {
                 rank: 0,
@@ -264,7 +281,11 @@ mod tests {
         );
         let fresh = failure(&t.abs("a/fresh.php"), libc::ENOENT, &[(Syscall::Openat, 1)]);
         let mut c = ctx();
-        c.baseline = Some(BTreeSet::from([(always.path.clone(), libc::ENOENT)]));
+        c.baseline = Some(BTreeSet::from([(
+            always.path.clone(),
+            libc::ENOENT,
+            crate::place::Place::default(),
+        )]));
         let r = rank(vec![always, fresh], &c, &env(&t));
         assert_eq!(position(&r, &t.abs("a/fresh.php")), 0, "{}", dump(&r));
         assert!(r[1].reasons.contains(&Reason::HasAlwaysFailed));

@@ -101,8 +101,8 @@ pub(crate) fn scoring_doc() -> String {
     format!(
         r#"### How failures are ranked
 
-Each distinct (path, errno) row gets a score; the highest comes first. The score is a plain sum,
-and every term that applies is shown to the operator as a short reason ("why: ...").
+Each distinct (path, errno, place) row gets a score; the highest comes first. The score is a
+plain sum, and every term that applies is shown to the operator as a short reason ("why: ...").
 
     score = intent + errno + novelty + rate + probe + hints
 
@@ -110,7 +110,7 @@ and every term that applies is shown to the operator as a short reason ("why: ..
 |------|-------|--------------|
 | intent | exec {exec}; open of a library (`*.so`, `*.so.*`) {lib}; other open {open} (a row with an open *and* stats on the same path, like PHP's `require` of a missing file, counts as an open); stat {stat}; access {access} | `failed exec`, `library load`, `failed open (read)`, `stat probe`, `access probe` |
 | errno | EACCES, EPERM, ELOOP, EMFILE, ENFILE {e_denied}; ENAMETOOLONG, EROFS {e_limit}; ENOENT and others {e_other}; EISDIR {e_isdir}; ENOTDIR {e_notdir} (typical of `<file>/.htaccess`) | `permission denied`, `not found`, ... |
-| novelty | ad-hoc: +{novelty} if first seen more than the warm-up after capture start, else 0; history: +{novelty} if the (path, errno) is not in the baseline, -{novelty} if it is | `new since 12:03:10`, `present from start`, `has always failed` |
+| novelty | ad-hoc: +{novelty} if first seen more than the warm-up after capture start, else 0; history: +{novelty} if the (path, errno, place) is not in the baseline, -{novelty} if it is | `new since 12:03:10`, `present from start`, `has always failed` |
 | rate | {w_rate} × log10(1 + count), at most {rate_max}: {r1} for 1 call, {r100} for 100, {r1000} for 1000, {rate_max} from 10^4 on. It orders rows that are otherwise alike and never outweighs the kind of call | (the COUNT column) |
 | probe | {probe} for known benign lookups (below) | `probe pattern (.htaccess)` |
 | hints | sum of the weights of the live-filesystem hints, clamped to [{hmin}, {hmax}]; positive weights count half for stat/access-only rows and for probe patterns | `near-identical file exists`, `package file missing`, `denied by permissions`, `exists now`, ... |
@@ -246,7 +246,7 @@ pub(crate) fn score(f: &Failure, ctx: &RankContext, hints: &[Hint]) -> (f64, Vec
     let since = || Reason::NewSince(local_clock(f.first_seen, ctx.now));
     let novelty = match &ctx.baseline {
         Some(base) => {
-            if base.contains(&(f.path.clone(), f.errno)) {
+            if base.contains(&(f.path.clone(), f.errno, f.place.clone())) {
                 reasons.push(Reason::HasAlwaysFailed);
                 -W_NOVELTY
             } else {

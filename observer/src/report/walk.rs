@@ -125,7 +125,8 @@ pub(crate) fn walk(root: &Path, path: &[u8], follow_final: bool) -> Walk {
     let mut searched = Vec::new();
     let mut links: Vec<Link> = Vec::new();
     let mut seen_links: HashSet<Vec<u8>> = HashSet::new();
-    let mut cur_meta = match std::fs::symlink_metadata(root) {
+    // The root itself is followed: a pinned view's is a /proc/self/fd/N link.
+    let mut cur_meta = match std::fs::metadata(root) {
         Ok(m) => m,
         Err(error) => {
             return Walk {
@@ -158,7 +159,13 @@ pub(crate) fn walk(root: &Path, path: &[u8], follow_final: bool) -> Walk {
         });
         if name == b".." {
             cur.pop();
-            match std::fs::symlink_metadata(host_path(root, &join(&cur))) {
+            let up = host_path(root, &join(&cur));
+            let meta = if cur.is_empty() {
+                std::fs::metadata(up)
+            } else {
+                std::fs::symlink_metadata(up)
+            };
+            match meta {
                 Ok(m) => cur_meta = m,
                 Err(error) => {
                     let at = join(&cur);
@@ -242,7 +249,7 @@ pub(crate) fn walk(root: &Path, path: &[u8], follow_final: bool) -> Walk {
             }
             if target.starts_with(b"/") {
                 cur.clear();
-                cur_meta = match std::fs::symlink_metadata(root) {
+                cur_meta = match std::fs::metadata(root) {
                     Ok(m) => m,
                     Err(error) => {
                         return Walk {

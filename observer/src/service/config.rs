@@ -65,6 +65,7 @@ struct File {
     comm: Option<OneOrMany<String>>,
     pid: Option<OneOrMany<u32>>,
     cgroup: Option<OneOrMany<PathBuf>>,
+    container: Option<OneOrMany<String>>,
     all: Option<bool>,
     errno: Option<OneOrMany<StrOrNum>>,
     syscalls: Option<OneOrMany<String>>,
@@ -165,6 +166,7 @@ fn merge(file: File, args: &Overrides, source: Option<PathBuf>) -> Result<Settin
             comms: cli.comms.clone(),
             pids: cli.pids.clone(),
             cgroups: cli.cgroups.clone(),
+            containers: cli.containers.clone(),
             all: cli.all,
             ..Filter::default()
         }
@@ -173,6 +175,7 @@ fn merge(file: File, args: &Overrides, source: Option<PathBuf>) -> Result<Settin
             comms: file.comm.map(OneOrMany::into_vec).unwrap_or_default(),
             pids: file.pid.map(OneOrMany::into_vec).unwrap_or_default(),
             cgroups: file.cgroup.map(OneOrMany::into_vec).unwrap_or_default(),
+            containers: file.container.map(OneOrMany::into_vec).unwrap_or_default(),
             all: file.all.unwrap_or(false),
             ..Filter::default()
         }

@@ -32,7 +32,7 @@ pub(crate) const METRICS_DOC: &str = r#"### Fleet export: `--metrics` (`observer
 
 | metric | type | labels | meaning |
 |--------|------|--------|---------|
-| `observer_failures_total` | counter | `errno`, `syscall`, `comm` | failing calls counted since observer started |
+| `observer_failures_total` | counter | `errno`, `syscall`, `comm`, `container`, `unit` | failing calls counted since observer started; `container` (the 12-digit short id) or `unit` (the systemd service) only when the processes ran in one |
 | `observer_path_failures` | gauge | `path`, `errno` | failing calls in the last hour, for the `--metrics-top` (default 20) paths that failed most in it; from the history, refreshed every three flush intervals (30 s at most) |
 | `observer_lost_events_total` | counter | | failures the kernel could not deliver (ring buffer full): counts are lower bounds |
 | `observer_aggregate_overflow_total` | counter | | failures delivered one by one because the kernel aggregate was full (not lost) |
@@ -46,7 +46,8 @@ pub(crate) const METRICS_DOC: &str = r#"### Fleet export: `--metrics` (`observer
 | `observer_build_info` | info | `version` | observer's version |
 
 Cardinality: `errno` and `syscall` take a few values each; `comm` takes the names the selectors
-match, at most 32 (later names count under `comm="_other"`); `path` labels are at most
+match, at most 32 (later names count under `comm="_other"`); `container` and `unit` together at
+most 32 (later ones count under `container="_other"` or `unit="_other"`); `path` labels are at most
 `--metrics-top` (at most 1000). Path labels are escaped like the table output (control bytes and
 invalid UTF-8 as `\xNN`)."#;
 
@@ -88,12 +89,18 @@ impl Collector for Snapshot {
                 None,
                 prometheus_client::metrics::MetricType::Counter,
             )?;
-            for ((errno, sys, comm), n) in &self.failures {
-                let labels = [
+            for ((errno, sys, comm, container, unit), n) in &self.failures {
+                let mut labels = vec![
                     ("errno", crate::errno::name(*errno)),
                     ("syscall", sys.name().to_string()),
                     ("comm", escape_path(comm.as_bytes())),
                 ];
+                if !container.is_empty() {
+                    labels.push(("container", escape_path(container.as_bytes())));
+                }
+                if !unit.is_empty() {
+                    labels.push(("unit", escape_path(unit.as_bytes())));
+                }
                 ConstCounter::new(*n).encode(fam.encode_family(&labels)?)?;
             }
         }
@@ -280,10 +287,30 @@ mod tests {
             last_flush_ms: Some(1_714_564_990_123),
             ..Snapshot::default()
         };
-        s.failures
-            .insert((2, Syscall::Openat, "apache2".into()), 42);
-        s.failures
-            .insert((13, Syscall::Newfstatat, "php\"fpm\n".into()), 1);
+        s.failures.insert(
+            (2, Syscall::Openat, "apache2".into(), "".into(), "".into()),
+            42,
+        );
+        s.failures.insert(
+            (
+                13,
+                Syscall::Newfstatat,
+                "php\"fpm\n".into(),
+                "".into(),
+                "".into(),
+            ),
+            1,
+        );
+        s.failures.insert(
+            (
+                2,
+                Syscall::Openat,
+                "php-fpm8.2".into(),
+                "3f2a9c1b2d4e".into(),
+                "".into(),
+            ),
+            5,
+        );
         s.top.push(TopPath {
             path: b"/var/www/x.phpp".to_vec(),
             errno: 2,
@@ -305,6 +332,12 @@ mod tests {
         assert!(
             out.contains(
                 "observer_failures_total{errno=\"ENOENT\",syscall=\"openat\",comm=\"apache2\"} 42\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "observer_failures_total{errno=\"ENOENT\",syscall=\"openat\",comm=\"php-fpm8.2\",container=\"3f2a9c1b2d4e\"} 5\n"
             ),
             "{out}"
         );

@@ -8,7 +8,9 @@
 //! that allows access now was fixed since (or the denial came from outside the mode bits).
 //!
 //! The checks only `lstat`, `readlink` and list directories; nothing is opened. Paths are
-//! looked up under `HintEnv::root` (normally `/`; `/proc/<pid>/root` checks a container's view).
+//! looked up under `HintEnv::root`: `/` for the host, the pinned root of a container's or a
+//! private service's view ([`crate::place::View`]) for its rows, whose uids are named from that
+//! view's own passwd and group files.
 //! Every weight is a named constant of [`crate::report::score`].
 
 mod dpkg;
@@ -21,10 +23,12 @@ use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::escape::escape_path;
+use crate::ids::Names;
 use crate::model::{Failure, Hint, HintKind, Syscall};
+use crate::place::View;
 use crate::report::score::{H_FD_LIMIT, H_INFO, H_IS_DIRECTORY, H_READ_ONLY};
 use crate::report::walk::host_path;
 
@@ -51,6 +55,8 @@ pub(crate) struct HintEnv {
     /// Directories (as the process sees them) where the dynamic loader finds libraries: a
     /// missing `.so` whose name exists in one of them was a search-path probe.
     pub(crate) lib_dirs: Vec<Vec<u8>>,
+    /// Whose names uids and gids have in messages and commands.
+    pub(crate) names: Arc<Names>,
     dpkg: OnceLock<dpkg::DpkgIndex>,
 }
 
@@ -87,8 +93,16 @@ impl HintEnv {
             root: root.into(),
             dpkg_info_dir: dpkg_info_dir.into(),
             lib_dirs,
+            names: Arc::new(Names::System),
             dpkg: OnceLock::new(),
         }
+    }
+
+    /// Checks in `view` (its root, its dpkg database, its names); `None` when it is gone.
+    pub(crate) fn for_view(view: &View) -> Option<Self> {
+        let mut env = Self::with_root(view.root()?);
+        env.names = view.names();
+        Some(env)
     }
 
     /// The dpkg index, built on first use (reading every `.list` takes a moment on a big system).
@@ -139,11 +153,13 @@ impl Memo {
 /// Checks `f` against the live filesystem, with a fresh memo.
 #[cfg(test)]
 pub(crate) fn hints_for(f: &Failure, env: &HintEnv) -> Vec<Hint> {
-    hints_with(f, env, &mut Memo::default())
+    hints_with(f, Some(env), &mut Memo::default())
 }
 
-/// Checks `f` against the live filesystem; directory listings are shared through `memo`.
-pub(crate) fn hints_with(f: &Failure, env: &HintEnv, memo: &mut Memo) -> Vec<Hint> {
+/// Checks `f` against the live filesystem of its view (`env`; `None` when the view is gone,
+/// and only the hints that need no filesystem are made); directory listings are shared through
+/// `memo`, which belongs to that view.
+pub(crate) fn hints_with(f: &Failure, env: Option<&HintEnv>, memo: &mut Memo) -> Vec<Hint> {
     let mut hints = Vec::new();
     if f.unresolved || !f.path.starts_with(b"/") {
         hints.push(hint(
@@ -175,6 +191,32 @@ pub(crate) fn hints_with(f: &Failure, env: &HintEnv, memo: &mut Memo) -> Vec<Hin
         }
         return hints;
     }
+    let checks_files = matches!(
+        f.errno,
+        libc::ENOENT | libc::EACCES | libc::EPERM | libc::ENOTDIR | libc::ELOOP
+    );
+    let env = match env {
+        Some(env) => env,
+        None if checks_files => {
+            hints.push(hint(
+                HintKind::ViewGone,
+                format!(
+                    "the view of the filesystem {} saw is no longer available (its processes \
+                     exited before observer could pin it); no filesystem checks, and the host's \
+                     files say nothing about it",
+                    f.place
+                ),
+                Some(format!(
+                    "run `observer` while {} runs, or check inside it",
+                    f.place
+                )),
+                H_INFO,
+            ));
+            return hints;
+        }
+        // The hints below need no filesystem.
+        None => &HintEnv::with_root("/nonexistent"),
+    };
     match f.errno {
         libc::ENOENT => enoent::enoent(f, env, memo, &mut hints),
         libc::EACCES | libc::EPERM => perm::eacces(f, env, &mut hints),

@@ -7,9 +7,10 @@ use std::fs::Metadata;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::escape::{escape_path, shell_quote};
-use crate::ids;
+use crate::ids::Names;
 use crate::model::{Failure, Hint, HintKind, IntentKey, Syscall};
 use crate::report::score::{H_ALLOWED_NOW, H_DENIED, H_DENIED_MORE, H_INFO, H_NOEXEC};
 use crate::report::walk::{self, Outcome, Walk, host_path, join_child};
@@ -24,19 +25,22 @@ struct Who {
     uid: u32,
     gid: u32,
     groups: Vec<u32>,
+    /// The names of the process's view.
+    names: Arc<Names>,
 }
 
 impl Who {
-    fn new(uid: u32, gid: u32) -> Self {
+    fn new(uid: u32, gid: u32, names: &Arc<Names>) -> Self {
         Who {
             uid,
             gid,
-            groups: ids::groups_of(uid, gid),
+            groups: names.groups_of(uid, gid),
+            names: names.clone(),
         }
     }
 
     fn label(&self) -> String {
-        match ids::user_name(self.uid) {
+        match self.names.user_name(self.uid) {
             Some(n) => format!("uid {} ({})", self.uid, escape_path(n.as_bytes())),
             None => format!("uid {}", self.uid),
         }
@@ -99,13 +103,13 @@ fn mode_string(meta: &Metadata) -> String {
     s
 }
 
-fn describe_node(meta: &Metadata) -> String {
+fn describe_node(meta: &Metadata, names: &Names) -> String {
     format!(
         "{} {:04o} {}:{}",
         mode_string(meta),
         meta.mode() & 0o7777,
-        escape_path(ids::user_or_id(meta.uid()).as_bytes()),
-        escape_path(ids::group_or_id(meta.gid()).as_bytes())
+        escape_path(names.user_or_id(meta.uid()).as_bytes()),
+        escape_path(names.group_or_id(meta.gid()).as_bytes())
     )
 }
 
@@ -138,7 +142,7 @@ fn fix_for(meta: &Metadata, who: &Who, want: u32, path: &[u8]) -> String {
     } else if meta.is_dir() && want == 1 {
         format!("chmod o+x {p}")
     } else {
-        let g = shell_quote(ids::group_or_id(who.gid).as_bytes());
+        let g = shell_quote(who.names.group_or_id(who.gid).as_bytes());
         format!("chgrp {g} {p} && chmod g+{w} {p} (or: chmod o+{w} {p}, for every user)")
     }
 }
@@ -210,7 +214,7 @@ pub(super) fn eacces(f: &Failure, env: &HintEnv, hints: &mut Vec<Hint>) {
     }
     let mut denials: Vec<Denial> = Vec::new();
     for &(uid, gid) in f.creds.iter().take(MAX_CREDS) {
-        let who = Who::new(uid, gid);
+        let who = Who::new(uid, gid, &env.names);
         let Some((path, meta, need, what)) = first_denial(&w, &who, want, verb, creates) else {
             continue;
         };
@@ -245,7 +249,7 @@ pub(super) fn eacces(f: &Failure, env: &HintEnv, hints: &mut Vec<Hint>) {
             d.who.join(", "),
             d.what,
             escape_path(&d.path),
-            describe_node(&d.meta)
+            describe_node(&d.meta, &env.names)
         );
         hints.push(hint(
             HintKind::PermissionDenied,
@@ -355,7 +359,7 @@ mod tests {
         f.creds.insert((65534, 65534));
         let h = hints_for(&f, &env);
         let d = find(&h, "permission_denied");
-        let user = ids::user_name(65534)
+        let user = crate::ids::user_name(65534)
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
         assert!(
