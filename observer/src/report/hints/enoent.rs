@@ -15,6 +15,9 @@ use super::near::{self, Likeness};
 use super::{HintEnv, Memo, check_failed, dpkg, follows_final, hint, links};
 
 pub(super) fn enoent(f: &Failure, env: &HintEnv, memo: &mut Memo, hints: &mut Vec<Hint>) {
+    if locale_normalized(f, env, hints) {
+        return;
+    }
     let w = walk::walk(&env.root, &f.path, follows_final(f));
     match w.outcome {
         Outcome::Found { path, .. } => {
@@ -169,6 +172,64 @@ fn near_parent(
     }
 }
 
+/// The locale directory glibc tries after `name` (`C.UTF-8` -> `C.utf8`): the codeset
+/// normalized as `_nl_normalize_codeset` does (letters and digits only, lowercase, `iso` before
+/// an all-digit one). `None` when normalizing changes nothing.
+fn normalized_locale(name: &[u8]) -> Option<Vec<u8>> {
+    let dot = name.iter().position(|&b| b == b'.')?;
+    let end = name[dot..]
+        .iter()
+        .position(|&b| b == b'@')
+        .map_or(name.len(), |i| dot + i);
+    let codeset = &name[dot + 1..end];
+    let mut norm: Vec<u8> = codeset
+        .iter()
+        .filter(|b| b.is_ascii_alphanumeric())
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    if !norm.is_empty() && norm.iter().all(u8::is_ascii_digit) {
+        norm.splice(0..0, *b"iso");
+    }
+    if norm == codeset {
+        return None;
+    }
+    let mut out = name[..=dot].to_vec();
+    out.extend_from_slice(&norm);
+    out.extend_from_slice(&name[end..]);
+    Some(out)
+}
+
+/// glibc looks a locale up by the name it was given, then by its normalized name: a miss under
+/// `/usr/lib/locale/C.UTF-8/` with `C.utf8/` present is that first try, not a fault.
+fn locale_normalized(f: &Failure, env: &HintEnv, hints: &mut Vec<Hint>) -> bool {
+    const BASE: &[u8] = b"/usr/lib/locale/";
+    let Some(rest) = f.path.strip_prefix(BASE) else {
+        return false;
+    };
+    let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+        return false;
+    };
+    let Some(norm) = normalized_locale(&rest[..slash]) else {
+        return false;
+    };
+    let mut cand = BASE.to_vec();
+    cand.extend_from_slice(&norm);
+    cand.extend_from_slice(&rest[slash..]);
+    if std::fs::symlink_metadata(host_path(&env.root, &cand)).is_err() {
+        return false;
+    }
+    hints.push(hint(
+        HintKind::FoundElsewhere,
+        format!(
+            "{} exists: glibc tries the locale's given name first, then this normalized one",
+            escape_path(&cand)
+        ),
+        None,
+        H_FOUND_ELSEWHERE,
+    ));
+    true
+}
+
 fn found_elsewhere(f: &Failure, env: &HintEnv, hints: &mut Vec<Hint>) {
     let base = basename(&f.path);
     let dir = dirname(&f.path);
@@ -199,6 +260,42 @@ mod tests {
     use crate::testutil::{
         TempDir, failure, find_hint as find, hint_env as env_for, hint_kinds as kinds,
     };
+
+    #[test]
+    fn a_locale_found_by_its_normalized_name_is_glibcs_first_try_not_a_fault() {
+        assert_eq!(
+            super::normalized_locale(b"C.UTF-8").as_deref(),
+            Some(&b"C.utf8"[..])
+        );
+        assert_eq!(
+            super::normalized_locale(b"de_DE.ISO-8859-1@euro").as_deref(),
+            Some(&b"de_DE.iso88591@euro"[..])
+        );
+        assert_eq!(super::normalized_locale(b"C.utf8"), None);
+        assert_eq!(super::normalized_locale(b"en_US"), None);
+        let t = TempDir::new();
+        t.write("usr/lib/locale/C.utf8/LC_CTYPE", "");
+        let mut env = crate::report::hints::HintEnv::new(t.path(), t.path().join("dpkg"));
+        env.lib_dirs.clear();
+        let f = failure(
+            "/usr/lib/locale/C.UTF-8/LC_CTYPE",
+            libc::ENOENT,
+            &[(Syscall::Openat, 1)],
+        );
+        let h = hints_for(&f, &env);
+        assert_eq!(kinds(&h), ["found_elsewhere"], "{h:?}");
+        assert!(
+            h[0].message
+                .contains("/usr/lib/locale/C.utf8/LC_CTYPE exists")
+        );
+        // Not there under either name: the usual hints.
+        let f = failure(
+            "/usr/lib/locale/de_DE.UTF-8/LC_CTYPE",
+            libc::ENOENT,
+            &[(Syscall::Openat, 1)],
+        );
+        assert!(!kinds(&hints_for(&f, &env)).contains(&"found_elsewhere"));
+    }
 
     #[test]
     fn near_match_typo_case_and_extension() {
