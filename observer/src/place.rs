@@ -537,7 +537,7 @@ fn sibling_in(path: &str, ns: u64) -> Option<u32> {
 
 /// The view of a recorded place now (for reports from the history, made by another process
 /// than the one that recorded): the host's for the host, a live process's of the same container
-/// or unit otherwise, or gone.
+/// or unit otherwise, or gone. A zombie (its root no longer readable) does not count.
 pub(crate) fn live_view(place: &Place) -> ViewRef {
     if !place.private {
         return ViewRef::host();
@@ -552,8 +552,9 @@ pub(crate) fn live_view(place: &Place) -> ViewRef {
             (None, Some(u)) => unit.as_deref() == Some(u.as_str()),
             (None, None) => false,
         };
-        if same {
-            return ViewRef(Arc::new(View::live(format!("/proc/{pid}/root"))));
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        if same && std::fs::metadata(&root).is_ok() {
+            return ViewRef(Arc::new(View::live(root)));
         }
     }
     ViewRef(Arc::new(View::gone()))
