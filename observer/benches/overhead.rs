@@ -9,9 +9,11 @@
 //! Between batches it attaches and detaches the hook (`Capture::resume`/`pause`), so each
 //! difference compares batches a few milliseconds apart: on a shared VM whose speed wanders by
 //! 2x over hours, rounds seconds apart measure the host, not the tracer. Each cycle runs off,
-//! full, floor, floor, full, off, where "floor" is a second capture hooking only execve (openat
-//! then pays only the kernel's dispatch to a program that returns at its first load). Figures are
-//! medians over cycles of (mean traced - mean untraced) ns/call, with their interquartile range.
+//! full, prefix, floor, floor, prefix, full, off, where "prefix" is the same capture selecting by
+//! a name pattern (`obsbe*`) instead of the exact name, and "floor" a capture hooking only
+//! execve (openat then pays only the kernel's dispatch to a program that returns at its first
+//! load). Figures are medians over cycles of (mean traced - mean untraced) ns/call, with their
+//! interquartile range.
 //!
 //! A last pass reads the kernel's run-time accounting of the hook, and the run ends by checking
 //! that every watched failing call made while attached was counted, so the "watched" figure is
@@ -32,7 +34,10 @@ use observer::capture::{Capture, Filter};
 use observer_common::Syscall;
 
 const WATCHED: &CStr = c"obsbench";
-const UNWATCHED: &CStr = c"obsbench-other";
+/// Matched by neither the exact name nor the prefix pattern.
+const UNWATCHED: &CStr = c"obsother";
+/// The prefix pattern the "prefix" capture selects by: it matches `obsbench`.
+const PREFIX: &str = "obsbe*";
 /// Calls per kind for the run-time statistics pass.
 const STATS_CALLS: u64 = 200_000;
 const PATH: &CStr = c"/nonexistent-observer-bench/missing.php";
@@ -176,6 +181,15 @@ fn main() -> Result<()> {
     // The same program hooking only execve: openat then pays the kernel's dispatch to a sys_exit
     // program and one table load, which splits an unwatched call's cost into the kernel's part
     // and observer's own.
+    let mut prefix = Capture::start(
+        &Filter {
+            comms: vec![PREFIX.to_string()],
+            ..filter.clone()
+        },
+        false,
+    )
+    .context("starting the prefix-pattern capture")?;
+    prefix.pause()?;
     let mut floor = Capture::start(
         &Filter {
             syscalls: vec![Syscall::Execve],
@@ -191,6 +205,7 @@ fn main() -> Result<()> {
     let mut untraced: [Vec<f64>; 3] = Default::default();
     let mut d_full: [Vec<f64>; 3] = Default::default();
     let mut d_floor: [Vec<f64>; 3] = Default::default();
+    let mut d_prefix: [Vec<f64>; 3] = Default::default();
     let mut watched_traced_calls = 0u64;
     let mut measure = |out: &mut [f64; 3]| -> Result<()> {
         for (i, &op) in OPS.iter().enumerate() {
@@ -210,23 +225,27 @@ fn main() -> Result<()> {
     };
     // Warm up every state once.
     measure(&mut [0.0; 3])?;
-    for c in [&mut full, &mut floor] {
+    for c in [&mut full, &mut prefix, &mut floor] {
         switch(None, Some(&mut *c))?;
         measure(&mut [0.0; 3])?;
         switch(Some(c), None)?;
     }
     watched_traced_calls += calls;
-    // Each cycle runs off, full, floor, floor, full, off: symmetric, so a drift that is linear
-    // over the cycle cancels out of every difference.
+    // Each cycle runs off, full, prefix, floor, floor, prefix, full, off: symmetric, so a drift
+    // that is linear over the cycle cancels out of every difference.
     for _ in 0..cycles {
-        let (mut off, mut on, mut base) = ([0.0; 3], [0.0; 3], [0.0; 3]);
+        let (mut off, mut on, mut pre, mut base) = ([0.0; 3], [0.0; 3], [0.0; 3], [0.0; 3]);
         measure(&mut off)?;
         switch(None, Some(&mut full))?;
         measure(&mut on)?;
-        switch(Some(&mut full), Some(&mut floor))?;
+        switch(Some(&mut full), Some(&mut prefix))?;
+        measure(&mut pre)?;
+        switch(Some(&mut prefix), Some(&mut floor))?;
         measure(&mut base)?;
         measure(&mut base)?;
-        switch(Some(&mut floor), Some(&mut full))?;
+        switch(Some(&mut floor), Some(&mut prefix))?;
+        measure(&mut pre)?;
+        switch(Some(&mut prefix), Some(&mut full))?;
         measure(&mut on)?;
         switch(Some(&mut full), None)?;
         measure(&mut off)?;
@@ -234,6 +253,7 @@ fn main() -> Result<()> {
         for i in 0..3 {
             untraced[i].push(off[i]);
             d_full[i].push(on[i] - off[i]);
+            d_prefix[i].push(pre[i] - off[i]);
             d_floor[i].push(base[i] - off[i]);
         }
     }
@@ -253,6 +273,13 @@ fn main() -> Result<()> {
         in_prog[i] = (t1 - t0).as_nanos() as f64 / (n1 - n0).max(1) as f64;
     }
     full.pause()?;
+    // The same unwatched calls, the name matched by a pattern.
+    prefix.resume()?;
+    let (n0, t0) = prefix.hook_run_stats()?;
+    caller.batch(Op::Unwatched, STATS_CALLS)?;
+    let (n1, t1) = prefix.hook_run_stats()?;
+    let in_prefix = (t1 - t0).as_nanos() as f64 / (n1 - n0).max(1) as f64;
+    prefix.pause()?;
     drop(stats_fd);
     watched_traced_calls += STATS_CALLS;
 
@@ -281,6 +308,13 @@ fn main() -> Result<()> {
         quartiles(untraced[0].clone()),
         quartiles(untraced[2].clone()),
     );
+    let prefix_minus_exact: Vec<f64> = d_prefix[1]
+        .iter()
+        .zip(&d_full[1])
+        .map(|(p, e)| p - e)
+        .collect();
+    let pre_u = quartiles(d_prefix[1].clone());
+    let pre_vs = quartiles(prefix_minus_exact);
     let [w, u, c] = d_full.map(quartiles);
     let (b, own) = (quartiles(d_floor[1].clone()), quartiles(own));
     let row = |label: &str, q: (f64, f64, f64), tail: &str| {
@@ -301,6 +335,16 @@ fn main() -> Result<()> {
     row("unwatched process: observer adds", u, "   target <= +30");
     row("  of which the kernel's tracepoint dispatch", b, "");
     row("  of which observer's filter", own, "");
+    row(
+        &format!("unwatched process, pattern {PREFIX:?}: observer adds"),
+        pre_u,
+        "",
+    );
+    row(
+        "  pattern minus exact name",
+        pre_vs,
+        "   target <= 0 (within the noise)",
+    );
     println!(
         "  {:<46} {:>7.1} ns/call  [{:.1} .. {:.1}]",
         "close(-1) (not hooked), untraced", u_close.1, u_close.0, u_close.2
@@ -309,7 +353,8 @@ fn main() -> Result<()> {
 
     println!(
         "  in-kernel run time per call (bpf_stats, {STATS_CALLS} calls each): watched {:.1} ns, \
-         unwatched {:.1} ns, unhooked {:.1} ns (the accounting's own floor)",
+         unwatched {:.1} ns (by pattern {PREFIX:?}: {in_prefix:.1} ns), unhooked {:.1} ns (the \
+         accounting's own floor)",
         in_prog[0], in_prog[1], in_prog[2]
     );
     drop(caller.to);

@@ -16,8 +16,8 @@ use anyhow::{Context, Result, bail};
 
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
-    /// Attach/detach cycles for observer's figures (each cycle times 6 batches per call kind:
-    /// off, on, floor, floor, on, off).
+    /// Attach/detach cycles for observer's figures (each cycle times 8 batches per call kind:
+    /// off, on, prefix, floor, floor, prefix, on, off).
     #[arg(long, default_value_t = 400)]
     cycles: u64,
     /// Calls per batch for observer's figures.
