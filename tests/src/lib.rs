@@ -328,3 +328,111 @@ pub fn history_report(db: &str) -> Value {
     serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("observer report printed invalid JSON ({e}): {out}"))
 }
+
+// ---- Containers, as the kernel sees them: a mount namespace and a named cgroup ----
+
+/// What a container is to the kernel, made by hand: processes started in a mount namespace of
+/// their own (`unshare --mount`, mounts private to it) and in a cgroup v2 directory named the
+/// way a runtime or systemd names it (`system.slice/docker-<64 hex>.scope`,
+/// `system.slice/<name>.service`). The cgroup is removed on drop, once its processes are killed.
+pub struct Confined {
+    /// The 64-hex container id (empty for a unit).
+    pub id: String,
+    /// The cgroup directory.
+    pub cgroup: PathBuf,
+    /// `system.slice`, when this created it.
+    slice: Option<PathBuf>,
+}
+
+impl Confined {
+    /// A Docker-style container: `<cgroup2>/system.slice/docker-<id>.scope`, a fresh random id.
+    pub fn docker() -> Confined {
+        let mut raw = [0u8; 32];
+        let mut f = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
+        f.read_exact(&mut raw).expect("read /dev/urandom");
+        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        Self::docker_with_id(&id)
+    }
+
+    /// A Docker-style container with the given 64-hex id.
+    pub fn docker_with_id(id: &str) -> Confined {
+        Self::at(&format!("docker-{id}.scope"), id.to_string())
+    }
+
+    /// A systemd service's cgroup: `<cgroup2>/system.slice/<name>.service`.
+    pub fn unit(name: &str) -> Confined {
+        Self::at(&format!("{name}.service"), String::new())
+    }
+
+    fn at(dir: &str, id: String) -> Confined {
+        let slice = PathBuf::from(cgroup2_root()).join("system.slice");
+        let created = (!slice.exists()).then(|| slice.clone());
+        let cgroup = slice.join(dir);
+        std::fs::create_dir_all(&cgroup)
+            .unwrap_or_else(|e| panic!("cannot create cgroup {}: {e}", cgroup.display()));
+        Confined {
+            id,
+            cgroup,
+            slice: created,
+        }
+    }
+
+    /// `sh -c SCRIPT` in a new mount namespace (private mounts), moved into the cgroup before
+    /// the script runs; the script `exec`s the container's main process, so the child's pid is
+    /// that process's. Standard error goes to `stderr`.
+    pub fn command(&self, script: &str) -> Command {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(format!(
+                "echo $$ > '{}/cgroup.procs' && {script}",
+                self.cgroup.display()
+            ));
+        c
+    }
+
+    /// The processes in the cgroup now.
+    pub fn pids(&self) -> Vec<u32> {
+        std::fs::read_to_string(self.cgroup.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills every process of the container and waits until none is left.
+    pub fn kill_all(&self) {
+        assert!(
+            self.killed_within(Duration::from_secs(20)),
+            "container processes left: {:?}",
+            self.pids()
+        );
+    }
+
+    fn killed_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return true;
+            }
+            for p in pids {
+                // SAFETY: signalling a process of the test's own container.
+                unsafe { libc::kill(p as i32, libc::SIGKILL) };
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Confined {
+    fn drop(&mut self) {
+        self.killed_within(Duration::from_secs(20));
+        let _ = std::fs::remove_dir(&self.cgroup);
+        if let Some(s) = &self.slice {
+            let _ = std::fs::remove_dir(s);
+        }
+    }
+}

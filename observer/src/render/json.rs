@@ -25,7 +25,7 @@ One document per report:
   "observer": "0.1.0",
   "started": "2024-05-01T12:00:00.000Z",
   "ended": "2024-05-01T12:10:00.000Z",
-  "filter": { "comms": ["apache2"], "pids": [], "cgroups": [], "all": false, "errnos": [], "syscalls": [] },
+  "filter": { "comms": ["apache2", "httpd", "php-fpm*"], "pids": [], "cgroups": [], "containers": [], "all": false, "errnos": [], "syscalls": [] },
   "totals": { "failures": 5321, "distinct": 5, "lost": 0, "overflow": 0 },
   "paths": [
     {

@@ -23,8 +23,19 @@ pub(crate) const PHP_LIB: &str = "/usr/lib/php";
 pub(crate) const SPELING: &str = "mod_speling.so";
 /// The PHP extension the application needs (`extension=calendar.so`, as Debian ships it).
 pub(crate) const EXTENSION: &str = "calendar.so";
-/// What the suite needs; `apt-get install` runs only for the missing ones.
-pub(crate) const PACKAGES: [&str; 3] = ["apache2", "libapache2-mod-php", "strace"];
+/// What the suite needs; `apt-get install` runs only for the missing ones. `php-fpm` is
+/// Debian's default PHP-FPM (`php8.2-fpm` on Debian 12); its service is not started (the suite
+/// runs its own pool), and the system's is never touched.
+pub(crate) const PACKAGES: [&str; 4] = ["apache2", "libapache2-mod-php", "php-fpm", "strace"];
+
+/// How the private Apache serves PHP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stack {
+    /// mod_php in Apache's prefork workers.
+    ModPhp,
+    /// A private PHP-FPM pool behind mpm_event + proxy_fcgi.
+    Fpm,
+}
 /// How long Apache may take to start, to reload, or to have its workers up.
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pages of the site and what a healthy site answers.
@@ -55,8 +66,37 @@ pub(crate) fn deb_installed(pkg: &str) -> bool {
         })
 }
 
+/// While it lives, Debian's maintainer scripts start no service (`policy-rc.d` exits 101): a
+/// package installed for the suite must not start the system's Apache or PHP-FPM.
+struct NoServiceStarts(Option<PathBuf>);
+
+impl NoServiceStarts {
+    fn new() -> NoServiceStarts {
+        let p = Path::new("/usr/sbin/policy-rc.d");
+        if p.exists() {
+            return NoServiceStarts(None);
+        }
+        fs::write(
+            p,
+            "#!/bin/sh\n# observer's test suite: no service starts while it installs\nexit 101\n",
+        )
+        .and_then(|()| fs::set_permissions(p, fs::Permissions::from_mode(0o755)))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", p.display()));
+        NoServiceStarts(Some(p.to_path_buf()))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
 pub(crate) fn apt_get(args: &[&str]) -> bool {
     eprintln!("apache e2e: apt-get {}", args.join(" "));
+    let _guard = NoServiceStarts::new();
     Command::new("apt-get")
         .args(args)
         .env("TMPDIR", "/var/tmp")
@@ -261,7 +301,12 @@ pub(crate) struct Apache {
     root: PathBuf,
     port: u16,
     pub(crate) ext_dir: String,
+    pub(crate) stack: Stack,
     child: Child,
+    /// The PHP-FPM master (its own process group), with `Stack::Fpm`.
+    fpm: Option<Child>,
+    /// The container it runs in (its own mount namespace, where `www/` is a tmpfs), if any.
+    pub(crate) container: Option<observer_tests::Confined>,
     /// Held until this instance is gone (fields drop after `Drop::drop`): the next scenario
     /// starts only then.
     lock: Option<SuiteLock>,
@@ -343,6 +388,112 @@ pub(crate) fn launch(root: &Path) -> Child {
         .unwrap_or_else(|e| panic!("cannot start apache2: {e}"))
 }
 
+/// Debian's PHP-FPM binary (`/usr/sbin/php-fpm8.2`): its name is its workers' comm.
+pub(crate) fn fpm_bin() -> PathBuf {
+    let mut bins: Vec<PathBuf> = fs::read_dir("/usr/sbin")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("php-fpm"))
+        .map(|e| e.path())
+        .collect();
+    bins.sort();
+    bins.pop().expect("no /usr/sbin/php-fpm* (package php-fpm)")
+}
+
+/// Starts the pool and waits for its socket.
+fn start_fpm(root: &Path) -> Child {
+    let mut fpm = launch_fpm(root);
+    let sock = root.join("run/php-fpm.sock");
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !sock.exists() {
+        if let Ok(Some(st)) = fpm.try_wait() {
+            panic!(
+                "php-fpm exited at start ({st}):\n{}",
+                fs::read_to_string(root.join("logs/fpm-stderr.log")).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {} within {START_TIMEOUT:?}",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fpm
+}
+
+/// Stops a process group's leader with SIGTERM and waits until no process of the group is left.
+fn stop_group(child: &mut Child, what: &str) {
+    let pid = child.id();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let gone = matches!(child.try_wait(), Ok(Some(_)));
+        if gone && group_members(pid).is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} {pid} did not stop (left: {:?})",
+            group_members(pid)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts the private PHP-FPM pool under `root` in the foreground (our child, its own process
+/// group); its standard error goes to `logs/fpm-stderr.log`.
+pub(crate) fn launch_fpm(root: &Path) -> Child {
+    let stderr = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("logs/fpm-stderr.log"))
+        .unwrap();
+    Command::new(fpm_bin())
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("LANG", "C")
+        .env("PHP_INI_SCAN_DIR", root.join("php/conf.d"))
+        .arg("--nodaemonize")
+        .arg("--fpm-config")
+        .arg(root.join("php/fpm.conf"))
+        .arg("--php-ini")
+        .arg(root.join("php/php.ini"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", fpm_bin().display()))
+}
+
+/// Starts apache2 as `launch` does, inside `ct`: a tmpfs mounted over `www/` in the container's
+/// namespace, filled from `image/`, then apache2 exec'd (the child's pid is Apache's parent).
+pub(crate) fn launch_confined(root: &Path, ct: &observer_tests::Confined) -> Child {
+    let stderr = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("logs/stderr.log"))
+        .unwrap();
+    let r = root.display();
+    ct.command(&format!(
+        "mount -t tmpfs -o mode=0755 observer-www '{r}/www' && cp -a '{r}/image/.' '{r}/www/' && \
+         exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C \
+         PHP_INI_SCAN_DIR='{r}/php/conf.d' {} -f '{r}/conf/httpd.conf' -k start -DFOREGROUND",
+        apache2_bin()
+    ))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(stderr)
+    .process_group(0)
+    .spawn()
+    .unwrap_or_else(|e| panic!("cannot start apache2 in a container: {e}"))
+}
+
 pub(crate) fn apache2_bin() -> &'static str {
     if Path::new("/usr/sbin/apache2").exists() {
         "/usr/sbin/apache2"
@@ -352,14 +503,26 @@ pub(crate) fn apache2_bin() -> &'static str {
 }
 
 impl Apache {
-    /// A private instance in the foreground (our child, its own process group), answering.
-    pub(crate) fn start() -> Apache {
+    /// A private instance in the foreground (our child, its own process group), answering, with
+    /// PHP served as `stack` says.
+    pub(crate) fn start(stack: Stack) -> Apache {
+        Self::start_in(stack, false)
+    }
+
+    /// A private instance with mod_php in a container: its own mount namespace, where the
+    /// document root is a tmpfs only it sees (the host's `www/` stays empty), and a Docker-style
+    /// cgroup.
+    pub(crate) fn start_confined() -> Apache {
+        Self::start_in(Stack::ModPhp, true)
+    }
+
+    fn start_in(stack: Stack, confined: bool) -> Apache {
         packages_ready();
         let mut lock = Some(suite_lock());
         restore_parked();
         // The port is free when picked; should something take it before Apache binds, pick again.
         for attempt in 1..=3 {
-            let mut a = Apache::spawn(lock.take().expect("lock"));
+            let mut a = Apache::spawn(lock.take().expect("lock"), stack, confined);
             let deadline = Instant::now() + START_TIMEOUT;
             let up = loop {
                 if let Ok(Some(st)) = a.child.try_wait() {
@@ -385,6 +548,9 @@ impl Apache {
             if up {
                 // Every worker up before anything is measured.
                 a.wait_workers(2);
+                if a.stack == Stack::Fpm {
+                    a.wait_fpm_workers(&[]);
+                }
                 return a;
             }
             lock = a.lock.take();
@@ -393,7 +559,7 @@ impl Apache {
     }
 
     /// Writes the configuration and the site under a fresh temporary root and starts Apache.
-    pub(crate) fn spawn(lock: SuiteLock) -> Apache {
+    pub(crate) fn spawn(lock: SuiteLock, stack: Stack, confined: bool) -> Apache {
         static N: AtomicUsize = AtomicUsize::new(0);
         let root = e2e_base().join(format!(
             "observer-e2e-{}-{}",
@@ -415,7 +581,13 @@ impl Apache {
         ] {
             fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
         }
-        copy_tree(&Path::new(FIXTURES).join("www"), &root.join("www"));
+        // In a container the site is the image's, copied into the container's own tmpfs.
+        let site = if confined { "image" } else { "www" };
+        copy_tree(&Path::new(FIXTURES).join("www"), &root.join(site));
+        if confined {
+            fs::create_dir_all(root.join("www")).unwrap();
+            fs::set_permissions(root.join("www"), fs::Permissions::from_mode(0o755)).unwrap();
+        }
 
         let port = free_port();
         let ext_dir = extension_dir();
@@ -435,19 +607,87 @@ impl Apache {
             ("mime.types", "conf/mime.types"),
             ("php.ini", "php/php.ini"),
             ("php-conf.d/20-calendar.ini", "php/conf.d/20-calendar.ini"),
+            (
+                match stack {
+                    Stack::ModPhp => "php-mod_php.conf",
+                    Stack::Fpm => "php-fpm.conf",
+                },
+                "conf/php.conf",
+            ),
+            ("fpm-pool.conf", "php/fpm.conf"),
         ] {
             let t = fs::read_to_string(Path::new(FIXTURES).join(src))
                 .unwrap_or_else(|e| panic!("fixture {src}: {e}"));
             fs::write(root.join(dst), render(&t, &vars)).unwrap();
         }
 
-        let child = launch(&root);
+        // The pool first: Apache hands it PHP from its first request on.
+        let fpm = (stack == Stack::Fpm).then(|| start_fpm(&root));
+        let container = confined.then(observer_tests::Confined::docker);
+        let child = match &container {
+            None => launch(&root),
+            Some(ct) => launch_confined(&root, ct),
+        };
         Apache {
             root,
             port,
             ext_dir,
+            stack,
             child,
+            fpm,
+            container,
             lock: Some(lock),
+        }
+    }
+
+    /// The process name of the processes that run PHP: Apache's workers with mod_php, the
+    /// pool's workers (`php-fpm8.2`) with PHP-FPM.
+    pub(crate) fn php_comm(&self) -> String {
+        match self.stack {
+            Stack::ModPhp => "apache2".into(),
+            Stack::Fpm => fpm_bin()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
+
+    /// PHP-FPM's workers.
+    pub(crate) fn fpm_workers(&self) -> Vec<u32> {
+        self.fpm
+            .as_ref()
+            .map_or(Vec::new(), |f| children_of(f.id()))
+    }
+
+    /// Waits until the pool has its two workers, none of them in `old`.
+    fn wait_fpm_workers(&self, old: &[u32]) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let w = self.fpm_workers();
+            if w.len() == 2 && w.iter().all(|p| !old.contains(p)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "php-fpm workers not up (now {w:?}, before {old:?}):\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Makes PHP re-read php.ini, as `systemctl reload` of the service that runs PHP does:
+    /// Apache's graceful reload with mod_php, PHP-FPM's (SIGUSR2 to its master) with PHP-FPM.
+    pub(crate) fn reload_php(&self) {
+        match &self.fpm {
+            None => self.reload(),
+            Some(fpm) => {
+                let old = self.fpm_workers();
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(fpm.id() as i32, libc::SIGUSR2) };
+                self.wait_fpm_workers(&old);
+            }
         }
     }
 
@@ -459,13 +699,40 @@ impl Apache {
         format!("{}/www/{rel}", self.root.display())
     }
 
+    /// Where a file of the instance is, seen from here: through the container's root when the
+    /// instance runs in one (its `www/` is not the host's).
+    pub(crate) fn in_view(&self, rel: &str) -> PathBuf {
+        match &self.container {
+            None => self.root.join(rel),
+            Some(_) => PathBuf::from(format!("/proc/{}/root", self.child.id()))
+                .join(self.root.strip_prefix("/").unwrap())
+                .join(rel),
+        }
+    }
+
+    /// Stops the container: every process of it killed, as `docker kill` does. Its view of the
+    /// filesystem lives on only where something pinned it.
+    pub(crate) fn kill_container(&mut self) {
+        let ct = self.container.as_ref().expect("a container");
+        ct.kill_all();
+        let _ = self.child.wait();
+    }
+
     pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
 
     pub(crate) fn logs(&self) -> String {
         let mut s = String::new();
-        for f in ["logs/stderr.log", "logs/error.log"] {
+        for f in [
+            "logs/stderr.log",
+            "logs/error.log",
+            "logs/fpm-stderr.log",
+            "logs/php-fpm.log",
+        ] {
+            if !self.root.join(f).exists() {
+                continue;
+            }
             let text = fs::read_to_string(self.root.join(f)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(30)..];
@@ -573,11 +840,15 @@ impl Apache {
         self.wait_workers(2);
     }
 
-    /// The parent and its workers.
+    /// The parent and its workers, and PHP-FPM's master and workers.
     pub(crate) fn pids(&self) -> Vec<u32> {
         let parent = self.child.id();
         let mut pids = vec![parent];
         pids.extend(children_of(parent));
+        if let Some(fpm) = &self.fpm {
+            pids.push(fpm.id());
+            pids.extend(self.fpm_workers());
+        }
         pids
     }
 
@@ -595,7 +866,7 @@ impl Apache {
 
     /// Replaces `from` by `to` in a file of the instance (it must occur).
     pub(crate) fn edit(&self, rel: &str, from: &str, to: &str) {
-        let p = self.root.join(rel);
+        let p = self.in_view(rel);
         let s = fs::read_to_string(&p).unwrap();
         assert!(s.contains(from), "{rel} has no {from:?}");
         fs::write(&p, s.replacen(from, to, 1)).unwrap();
@@ -605,22 +876,11 @@ impl Apache {
     /// parent, which stops its workers), waits until none of its processes is left, and starts
     /// it again on the same root and port. Every process of the new generation is new.
     pub(crate) fn restart(&mut self) {
-        let old = self.child.id();
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(old as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let parent_gone = matches!(self.child.try_wait(), Ok(Some(_)));
-            if parent_gone && group_members(old).is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "apache2 {old} did not stop (left: {:?}):\n{}",
-                group_members(old),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        stop_group(&mut self.child, "apache2");
+        if let Some(fpm) = &mut self.fpm {
+            stop_group(fpm, "php-fpm");
+            self.fpm = Some(start_fpm(&self.root));
+            self.wait_fpm_workers(&[]);
         }
         // A clean stop removes the pid file; the new parent writes its own.
         let pid_file = self.root.join("run/apache2.pid");
@@ -669,6 +929,18 @@ impl Drop for Apache {
         // SAFETY: signalling the process group our child leads (its workers).
         unsafe { libc::kill(-pid, libc::SIGKILL) };
         let _ = self.child.wait();
+        if let Some(fpm) = &mut self.fpm {
+            let pid = fpm.id() as i32;
+            // SAFETY: signalling our own child, then its process group (its workers).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while matches!(fpm.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // SAFETY: as above.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let _ = fpm.wait();
+        }
         let _ = fs::remove_dir_all(&self.root);
     }
 }

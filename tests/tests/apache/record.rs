@@ -14,7 +14,7 @@ const FLUSH: Duration = Duration::from_secs(1);
 
 /// `observer record` with its default selection (the web stack: `apache2`, `httpd`, `php-fpm*`) into `db`, every
 /// second. `--config /dev/null`: a configuration file of the host cannot change what it watches.
-fn record(db: &str) -> Observer {
+pub(crate) fn record(db: &str) -> Observer {
     let rec = Observer::start_with(
         &[
             "record",
@@ -38,7 +38,7 @@ fn record(db: &str) -> Observer {
 }
 
 /// SIGTERM, as `systemctl stop` sends it: the recorder writes what it holds and exits with 0.
-fn stop_record(mut rec: Observer) {
+pub(crate) fn stop_record(mut rec: Observer) {
     rec.signal(libc::SIGTERM);
     rec.wait_stderr("stopped; history is in", Duration::from_secs(20));
     // Its exit status, read without reaping it: the guard's drop reaps it.
@@ -117,14 +117,15 @@ fn unix_minute(t: SystemTime) -> u64 {
 /// and counts it exactly: N requests before the restart and M after fail the same number of
 /// times each, nothing is lost, nothing counted twice, and one recording session spans both
 /// generations of Apache.
-#[test]
-fn record_counts_the_misspelled_require_exactly_across_a_full_apache_restart() {
+pub(crate) fn record_counts_the_misspelled_require_exactly_across_a_full_apache_restart(
+    stack: Stack,
+) {
     // Different, so that a count of k * N or k * M alone cannot pass for k * (N + M).
     const N: u64 = 7;
     const M: u64 = 5;
     let started = Instant::now();
     // Apache first: it takes the suite's lock, so the recorder sees no other scenario's apache2.
-    let mut apache = Apache::start();
+    let mut apache = Apache::start(stack);
     apache.edit("www/app/bootstrap.php", "/helpers.php'", "/helpers.phpp'");
     let culprit = apache.www("app/helpers.phpp");
     let dir = TempDir::new("apache-record");
@@ -167,7 +168,7 @@ fn record_counts_the_misspelled_require_exactly_across_a_full_apache_restart() {
 
     let r = history_report(&db);
     eprintln!("{}", dump(&r));
-    let top = culprit_first(&r, &culprit, "ENOENT");
+    let top = culprit_first(&r, &culprit, "ENOENT", &apache.php_comm());
     assert_eq!(
         count(top, "openat"),
         openat_per_request * (N + M),
@@ -237,7 +238,7 @@ fn record_counts_the_misspelled_require_exactly_across_a_full_apache_restart() {
     assert!(
         minutes
             .iter()
-            .all(|m| m["comms"] == serde_json::json!(["apache2"])),
+            .all(|m| m["comms"] == serde_json::json!([apache.php_comm()])),
         "{t:#}"
     );
     assert_eq!(e["episodes"].as_array().map(Vec::len), Some(1), "{t:#}");

@@ -44,8 +44,14 @@ pub(crate) fn dump(report: &Value) -> String {
     s
 }
 
-/// Asserts `path` with `errno` is ranked first, seen from `apache2`; returns its row.
-pub(crate) fn culprit_first<'a>(report: &'a Value, path: &str, errno: &str) -> &'a Value {
+/// Asserts `path` with `errno` is ranked first, seen from processes named `comm` only (`apache2`,
+/// or PHP-FPM's `php-fpm8.2`); returns its row.
+pub(crate) fn culprit_first<'a>(
+    report: &'a Value,
+    path: &str,
+    errno: &str,
+    comm: &str,
+) -> &'a Value {
     let all = rows(report);
     assert!(!all.is_empty(), "empty report");
     let top = &all[0];
@@ -55,12 +61,7 @@ pub(crate) fn culprit_first<'a>(report: &'a Value, path: &str, errno: &str) -> &
         "expected {path} {errno} ranked first:\n{}",
         dump(report)
     );
-    assert_eq!(
-        top["comms"],
-        serde_json::json!(["apache2"]),
-        "{}",
-        dump(report)
-    );
+    assert_eq!(top["comms"], serde_json::json!([comm]), "{}", dump(report));
     top
 }
 

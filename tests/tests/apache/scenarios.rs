@@ -29,9 +29,8 @@ fn php_broken(pages: &[(String, u16)]) {
 }
 
 /// Scenario 1: a module `.so` deleted during maintenance; the next reload fails on it.
-#[test]
-fn deleted_module_so_is_first_at_reload_and_named_with_its_package() {
-    let apache = Apache::start();
+pub(crate) fn deleted_module_so_is_first_at_reload_and_named_with_its_package(stack: Stack) {
+    let apache = Apache::start(stack);
     let module = format!("{MODULES}/{SPELING}");
     let package = dpkg_owner(&module);
     let obs = Observer::start(&[]);
@@ -52,7 +51,7 @@ fn deleted_module_so_is_first_at_reload_and_named_with_its_package() {
     drop(moved);
     assert!(Path::new(&module).is_file(), "{module} not restored");
 
-    let top = culprit_first(&report, &module, "ENOENT");
+    let top = culprit_first(&report, &module, "ENOENT", "apache2");
     assert!(top["syscalls"]["openat"].as_u64() >= Some(1), "{top:#}");
     let h = hint(&report, top, "package_file_missing");
     assert_eq!(
@@ -70,9 +69,8 @@ fn deleted_module_so_is_first_at_reload_and_named_with_its_package() {
 
 /// Scenario 2: the configuration file the application requires made unreadable for the
 /// workers.
-#[test]
-fn unreadable_config_is_first_with_the_denying_file_and_the_workers_uid() {
-    let apache = Apache::start();
+pub(crate) fn unreadable_config_is_first_with_the_denying_file_and_the_workers_uid(stack: Stack) {
+    let apache = Apache::start(stack);
     let config = apache.www("config/app.php");
     let uid = www_data_uid();
     let obs = Observer::start(&[]);
@@ -83,7 +81,7 @@ fn unreadable_config_is_first_with_the_denying_file_and_the_workers_uid() {
     let report = obs.stop();
     eprintln!("{}", dump(&report));
 
-    let top = culprit_first(&report, &config, "EACCES");
+    let top = culprit_first(&report, &config, "EACCES", &apache.php_comm());
     assert!(top["syscalls"]["openat"].as_u64() >= Some(2), "{top:#}");
     assert_eq!(top["uids"][0]["uid"], uid, "{top:#}");
     let h = hint(&report, top, "permission_denied");
@@ -103,9 +101,8 @@ fn unreadable_config_is_first_with_the_denying_file_and_the_workers_uid() {
 }
 
 /// Scenario 3: an `Include` that points nowhere (a mistyped directory): the reload fails.
-#[test]
-fn include_of_a_missing_file_is_first_at_reload_with_the_existing_one() {
-    let apache = Apache::start();
+pub(crate) fn include_of_a_missing_file_is_first_at_reload_with_the_existing_one(stack: Stack) {
+    let apache = Apache::start(stack);
     let good = apache.path("conf/sites-enabled/app.conf");
     let bad = apache.path("conf/sites-enable/app.conf");
     let obs = Observer::start(&[]);
@@ -126,7 +123,7 @@ fn include_of_a_missing_file_is_first_at_reload_with_the_existing_one() {
     let report = obs.stop();
     eprintln!("{}", dump(&report));
 
-    let top = culprit_first(&report, bad.to_str().unwrap(), "ENOENT");
+    let top = culprit_first(&report, bad.to_str().unwrap(), "ENOENT", "apache2");
     assert!(top["syscalls"]["openat"].as_u64() >= Some(1), "{top:#}");
     let h = hint(&report, top, "near_match");
     assert_eq!(
@@ -144,9 +141,8 @@ fn include_of_a_missing_file_is_first_at_reload_with_the_existing_one() {
 
 /// Scenario 4: PHP's `extension_dir` mistyped by one digit: the extension does not load at the
 /// reload, and the page that needs it fails.
-#[test]
-fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling() {
-    let apache = Apache::start();
+pub(crate) fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling(stack: Stack) {
+    let apache = Apache::start(stack);
     let real = apache.ext_dir.clone();
     let wrong = mistyped_sibling(&real);
     let obs = Observer::start(&[]);
@@ -156,7 +152,7 @@ fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling() {
         &format!("extension_dir = \"{real}\""),
         &format!("extension_dir = \"{wrong}\""),
     );
-    apache.reload();
+    apache.reload_php();
     // The new generation of workers runs without the extension: the calendar page fails.
     let mut status = 0;
     for _ in 0..50 {
@@ -180,7 +176,7 @@ fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling() {
     eprintln!("{}", dump(&report));
 
     let culprit = format!("{wrong}/{EXTENSION}");
-    let top = culprit_first(&report, &culprit, "ENOENT");
+    let top = culprit_first(&report, &culprit, "ENOENT", &apache.php_comm());
     assert!(
         top["reasons"]
             .as_array()
@@ -211,9 +207,8 @@ fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling() {
 
 /// Scenario 5: a misspelled `require` (`helpers.phpp` for `helpers.php`), with strace attached to
 /// the same workers for the same traffic as the oracle of what failed.
-#[test]
-fn misspelled_require_is_first_naming_the_existing_file_and_strace_agrees() {
-    let apache = Apache::start();
+pub(crate) fn misspelled_require_is_first_naming_the_existing_file_and_strace_agrees(stack: Stack) {
+    let apache = Apache::start(stack);
     let obs = Observer::start(&[]);
     let pids = apache.pids();
     let strace = Strace::attach(&pids, apache.path("logs/strace.txt"));
@@ -233,7 +228,7 @@ fn misspelled_require_is_first_naming_the_existing_file_and_strace_agrees() {
     eprintln!("{}", dump(&report));
 
     let culprit = apache.www("app/helpers.phpp");
-    let top = culprit_first(&report, &culprit, "ENOENT");
+    let top = culprit_first(&report, &culprit, "ENOENT", &apache.php_comm());
     assert!(top["syscalls"]["openat"].as_u64() >= Some(1), "{top:#}");
     let h = hint(&report, top, "near_match");
     assert_eq!(
@@ -302,12 +297,14 @@ fn misspelled_require_is_first_naming_the_existing_file_and_strace_agrees() {
 
 /// Scenario 6: a healthy site, reloaded once: its failures are all benign, and nothing gets a
 /// strong hint.
-#[test]
-fn healthy_site_has_no_strong_hint_on_anything() {
-    let apache = Apache::start();
+pub(crate) fn healthy_site_has_no_strong_hint_on_anything(stack: Stack) {
+    let apache = Apache::start(stack);
     let obs = Observer::start(&[]);
     apache.healthy(3);
     apache.reload();
+    if stack == Stack::Fpm {
+        apache.reload_php();
+    }
     apache.healthy(2);
     let report = obs.stop();
     eprintln!("{}", dump(&report));
@@ -331,9 +328,10 @@ fn healthy_site_has_no_strong_hint_on_anything() {
 
 /// observer changes nothing in the service: the same requests get the same answers with and
 /// without it, on a healthy and on a broken site. The plain table puts the culprit on top.
-#[test]
-fn same_answers_with_and_without_observer_and_the_table_puts_the_culprit_on_top() {
-    let apache = Apache::start();
+pub(crate) fn same_answers_with_and_without_observer_and_the_table_puts_the_culprit_on_top(
+    stack: Stack,
+) {
+    let apache = Apache::start(stack);
     let bootstrap = apache.path("www/app/bootstrap.php");
     let original = fs::read_to_string(&bootstrap).unwrap();
     let session = |apache: &Apache| -> Vec<(String, u16, Vec<u8>)> {
