@@ -315,6 +315,8 @@ pub(crate) struct Places {
     pinned: usize,
     /// cgroup id -> path below the cgroup v2 mount, for processes that are gone.
     cgroup_paths: HashMap<u64, String>,
+    /// cgroup ids a walk of the hierarchy did not find (removed since): not walked for again.
+    cgroup_missing: std::collections::HashSet<u64>,
 }
 
 impl Places {
@@ -324,6 +326,7 @@ impl Places {
             known: HashMap::new(),
             pinned: 0,
             cgroup_paths: HashMap::new(),
+            cgroup_missing: std::collections::HashSet::new(),
         }
     }
 
@@ -412,11 +415,16 @@ impl Places {
         if let Some(p) = cgroup_of_pid(tgid) {
             return Some(p);
         }
-        if id == 0 {
+        if id == 0 || self.cgroup_missing.contains(&id) {
             return None;
         }
         if !self.cgroup_paths.contains_key(&id) {
+            // One walk of the whole hierarchy per unknown id, at most: a busy host has
+            // thousands of cgroups.
             self.cgroup_paths = cgroup_dirs_by_id();
+            if !self.cgroup_paths.contains_key(&id) && self.cgroup_missing.len() < 4096 {
+                self.cgroup_missing.insert(id);
+            }
         }
         self.cgroup_paths.get(&id).cloned()
     }
