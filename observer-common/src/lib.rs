@@ -238,6 +238,9 @@ pub const FILTER_CGROUP: u32 = 1 << 3;
 pub const FILTER_ERRNO: u32 = 1 << 4;
 /// Emit aya-log debug lines for each new distinct failure (`--verbose`).
 pub const CONFIG_VERBOSE: u32 = 1 << 5;
+/// Report the files watched processes open successfully for reading (once per path and
+/// process, see [`STATUS_OPENED`]): where a failing name is referenced is searched in them.
+pub const CONFIG_OPENED: u32 = 1 << 6;
 
 /// Errnos 0..=191 fit the mask; the kernel's largest is 133 (EHWPOISON).
 pub const ERRNO_MASK_WORDS: usize = 3;
@@ -375,6 +378,9 @@ pub const CGROUPS_ENTRIES: u32 = 1024;
 pub const CWDGEN_ENTRIES: u32 = 16384;
 /// Directory-fd generations of watched processes (LRU).
 pub const DIRGEN_ENTRIES: u32 = 65536;
+/// Keys of successful opens already reported (LRU: the oldest are forgotten and may be reported
+/// again).
+pub const OPENED_ENTRIES: u32 = 32768;
 
 /// `DIRGEN` key: a process's directory fd.
 #[repr(C)]
@@ -468,6 +474,12 @@ pub const STATUS_DIRFD: u32 = 1 << 3;
 /// to `key.dfd`/`key.dir_gen`; fchdir: `aux` is the fd, `key.dfd`/`key.dir_gen` name it). `aux_gen` is
 /// the new working directory's generation.
 pub const STATUS_CHDIR: u32 = 1 << 4;
+/// Not a failure: a watched process opened this path for reading, successfully (not a directory
+/// open). One record per (path, process, directory generation): the kernel remembers the keys it
+/// sent in `OPENED`, so a file opened on every request crosses the ring buffer once.
+pub const STATUS_OPENED: u32 = 1 << 5;
+/// `O_ACCMODE` (x86_64).
+pub const O_ACCMODE: u64 = 0o3;
 /// `O_DIRECTORY` and `O_PATH` (x86_64).
 pub const O_DIRECTORY: u64 = 0o200000;
 pub const O_PATH: u64 = 0o10000000;

@@ -36,7 +36,7 @@ use aya_ebpf::{
 use observer_common::{
     AGG_ENTRIES, AggKey, AggVal, CGROUPS_ENTRIES, CWDGEN_ENTRIES, Config, DIRGEN_ENTRIES, DirKey,
     EVENTS_BYTES, EXIT_GROUP_DEAD_OFFSET, EXIT_PID_OFFSET, EventBuf, FILTER_PID,
-    FORK_CHILD_PID_OFFSET, PID_INHERITED, PIDS_ENTRIES, STAT_COUNT, Stat,
+    FORK_CHILD_PID_OFFSET, OPENED_ENTRIES, PID_INHERITED, PIDS_ENTRIES, STAT_COUNT, Stat,
 };
 
 use call::{PtRegs, USER_CS, call_of_kind};
@@ -63,6 +63,8 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 static CWDGEN: LruHashMap<u32, u32> = LruHashMap::with_max_entries(CWDGEN_ENTRIES, 0);
 #[map]
 static DIRGEN: LruHashMap<DirKey, u32> = LruHashMap::with_max_entries(DIRGEN_ENTRIES, 0);
+#[map]
+static OPENED: LruHashMap<AggKey, u8> = LruHashMap::with_max_entries(OPENED_ENTRIES, 0);
 #[map]
 static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
 

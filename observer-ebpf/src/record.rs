@@ -11,14 +11,14 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::{debug, warn};
 use observer_common::{
-    AT_EMPTY_PATH, AT_FDCWD, AggKey, AggVal, COMM_LEN, CONFIG_VERBOSE, Call, DirKey,
-    EVENT_HEADER_LEN, EventBuf, HASH_SEED, KIND_CHDIR, KIND_FCHDIR, O_DIRECTORY, O_PATH, PATH_MAX,
-    STATUS_CHDIR, STATUS_DIRFD, STATUS_PATH_FAULT, STATUS_TRUNCATED, STATUS_UNAGGREGATED, Stat,
-    Syscall, hash_finish, hash_step,
+    AT_EMPTY_PATH, AT_FDCWD, AggKey, AggVal, COMM_LEN, CONFIG_OPENED, CONFIG_VERBOSE, Call, DirKey,
+    EVENT_HEADER_LEN, EventBuf, HASH_SEED, KIND_CHDIR, KIND_FCHDIR, O_ACCMODE, O_DIRECTORY, O_PATH,
+    PATH_MAX, STATUS_CHDIR, STATUS_DIRFD, STATUS_OPENED, STATUS_PATH_FAULT, STATUS_TRUNCATED,
+    STATUS_UNAGGREGATED, Stat, Syscall, hash_finish, hash_step,
 };
 
 use crate::filter::current_mnt_ns;
-use crate::{AGG, CWDGEN, DIRGEN, EEXIST, EVENTS, SCRATCH, cfg_flags, stat_add};
+use crate::{AGG, CWDGEN, DIRGEN, EEXIST, EVENTS, OPENED, SCRATCH, cfg_flags, stat_add};
 
 /// A watched task's hooked call has returned `ret` (already passed by `ret_wanted`).
 #[inline(always)]
@@ -40,6 +40,8 @@ pub(crate) fn on_exit<C: EbpfContext, const BTF: bool>(
     if ret >= 0 {
         if call.flags & (O_DIRECTORY | O_PATH) != 0 {
             record_dirfd::<BTF>(&call, pid_tgid, ret);
+        } else if call.flags & O_ACCMODE == 0 && cfg_flags() & CONFIG_OPENED != 0 {
+            record_opened::<BTF>(&call, pid_tgid);
         }
         return;
     }
@@ -145,6 +147,58 @@ pub(crate) fn record_dirfd<const BTF: bool>(inf: &Call, pid_tgid: u64, fd: i64) 
     let now = unsafe { bpf_ktime_get_ns() };
     if !emit::<BTF>(buf, &key, &at, pid_tgid, now, len, STATUS_DIRFD, next) {
         stat_add(Stat::DirfdLost, 1);
+    }
+}
+
+/// A successful open for reading (a script, a configuration file): reported once per (path,
+/// process, directory generation), so that userspace can search the files a process read for
+/// the name it then failed on. Repeats cost the path read, its hash and one LRU lookup.
+#[inline(always)]
+fn record_opened<const BTF: bool>(inf: &Call, pid_tgid: u64) {
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU scratch slot is ours for the duration of this program.
+    let buf = unsafe { &mut *buf };
+    // SAFETY: the helper validates the user pointer and bounds the copy by the buffer.
+    let Ok(len) =
+        (unsafe { bpf_probe_read_user_str_bytes(inf.path_ptr as *const u8, &mut buf.path) })
+            .map(|s| s.len())
+    else {
+        return;
+    };
+    if len == 0 || len >= PATH_MAX - 1 {
+        return;
+    }
+    let len = len & (PATH_MAX - 1);
+    let path_hash = hash_path(buf, len);
+    // SAFETY: written by hash_path just before (reloaded for the verifier, as in `record`).
+    let len =
+        unsafe { core::ptr::read_volatile(&raw const buf.hdr.path_len) } as usize & (PATH_MAX - 1);
+    let absolute = buf.path[0] == b'/';
+    let tgid = (pid_tgid >> 32) as u32;
+    let key = AggKey {
+        path_hash,
+        tgid,
+        errno: 0,
+        syscall: inf.syscall,
+        dfd: if absolute { 0 } else { inf.dfd },
+        dir_gen: if absolute { 0 } else { dir_gen(tgid, inf.dfd) },
+        _pad: 0,
+    };
+    // SAFETY: the value is not kept.
+    if unsafe { OPENED.get(key) }.is_some() {
+        return;
+    }
+    if OPENED.insert(key, 1u8, BPF_NOEXIST as u64).is_err() {
+        // Another CPU reported it between our lookup and insert.
+        return;
+    }
+    // SAFETY: helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !emit::<BTF>(buf, &key, inf, pid_tgid, now, len, STATUS_OPENED, 0) {
+        // Not delivered: forget the key, so the next open of the file reports it.
+        let _ = OPENED.remove(key);
     }
 }
 

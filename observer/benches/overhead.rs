@@ -4,15 +4,17 @@
 //! `obsbench`, and times batches of calls from a child process (observer never watches its own),
 //! which runs each batch when told to over a pipe, so the timing loop holds nothing but the
 //! calls: a failing openat while named `obsbench` (watched), the same openat while named
-//! something else (unwatched), and close(-1) (a syscall observer does not hook).
+//! something else (unwatched), a successful openat (and close) while watched, and close(-1) (a
+//! syscall observer does not hook).
 //!
 //! Between batches it attaches and detaches the hook (`Capture::resume`/`pause`), so each
 //! difference compares batches a few milliseconds apart: on a shared VM whose speed wanders by
 //! 2x over hours, rounds seconds apart measure the host, not the tracer. Each cycle runs off,
-//! full, prefix, floor, floor, prefix, full, off, where "prefix" is the same capture selecting by
-//! a name pattern (`obsbe*`) instead of the exact name, and "floor" a capture hooking only
-//! execve (openat then pays only the kernel's dispatch to a program that returns at its first
-//! load). Figures are medians over cycles of (mean traced - mean untraced) ns/call, with their
+//! full, prefix, noref, floor, floor, noref, prefix, full, off, where "prefix" is the same
+//! capture selecting by a name pattern (`obsbe*`) instead of the exact name, "noref" the same
+//! capture not reporting the files processes read (what the referrer search costs a successful
+//! open), and "floor" a capture hooking only execve (openat then pays only the kernel's dispatch
+//! to a program that returns at its first load). Figures are medians over cycles of (mean traced - mean untraced) ns/call, with their
 //! interquartile range.
 //!
 //! A last pass reads the kernel's run-time accounting of the hook, and the run ends by checking
@@ -42,11 +44,17 @@ const PREFIX: &str = "obsbe*";
 const STATS_CALLS: u64 = 200_000;
 const PATH: &CStr = c"/nonexistent-observer-bench/missing.php";
 
+/// An existing file, opened successfully by the "opened" batches.
+const EXISTING: &CStr = c"/etc/hostname";
+
 #[derive(Clone, Copy)]
 enum Op {
     Watched,
     Unwatched,
     Close,
+    /// A successful openat (and its close) while watched: what reporting the files a process
+    /// reads costs.
+    Opened,
 }
 
 impl Op {
@@ -55,6 +63,7 @@ impl Op {
             Op::Watched => 'W',
             Op::Unwatched => 'U',
             Op::Close => 'C',
+            Op::Opened => 'O',
         }
     }
 }
@@ -70,6 +79,7 @@ fn child() -> Result<()> {
             "W" => Op::Watched,
             "U" => Op::Unwatched,
             "C" => Op::Close,
+            "O" => Op::Opened,
             _ => bail!("bad op {op}"),
         };
         writeln!(out, "{}", batch(op, n.parse()?))?;
@@ -116,7 +126,7 @@ fn set_comm(name: &CStr) {
 /// ns per call over `n` calls of `op`.
 fn batch(op: Op, n: u64) -> f64 {
     match op {
-        Op::Watched => set_comm(WATCHED),
+        Op::Watched | Op::Opened => set_comm(WATCHED),
         Op::Unwatched | Op::Close => set_comm(UNWATCHED),
     }
     let t = Instant::now();
@@ -134,6 +144,16 @@ fn batch(op: Op, n: u64) -> f64 {
             // SAFETY: closing an invalid fd only returns EBADF.
             Op::Close => unsafe {
                 libc::syscall(libc::SYS_close, -1);
+            },
+            // SAFETY: a valid C string; the fd returned is closed at once.
+            Op::Opened => unsafe {
+                let fd = libc::syscall(
+                    libc::SYS_openat,
+                    libc::AT_FDCWD,
+                    EXISTING.as_ptr(),
+                    libc::O_RDONLY,
+                );
+                libc::syscall(libc::SYS_close, fd);
             },
         }
     }
@@ -178,9 +198,7 @@ fn main() -> Result<()> {
     };
     let mut full = Capture::start(&filter, false).context("starting observer's capture")?;
     full.pause()?;
-    // The same program hooking only execve: openat then pays the kernel's dispatch to a sys_exit
-    // program and one table load, which splits an unwatched call's cost into the kernel's part
-    // and observer's own.
+    // The same capture selecting by a name pattern instead of the exact name.
     let mut prefix = Capture::start(
         &Filter {
             comms: vec![PREFIX.to_string()],
@@ -190,6 +208,20 @@ fn main() -> Result<()> {
     )
     .context("starting the prefix-pattern capture")?;
     prefix.pause()?;
+    // The same capture not reporting the files processes read (no referrers): what a successful
+    // open costs without that.
+    let mut noref = Capture::start(
+        &Filter {
+            no_opened: true,
+            ..filter.clone()
+        },
+        false,
+    )
+    .context("starting the capture without open reports")?;
+    noref.pause()?;
+    // The same program hooking only execve: openat then pays the kernel's dispatch to a sys_exit
+    // program and one table load, which splits an unwatched call's cost into the kernel's part
+    // and observer's own.
     let mut floor = Capture::start(
         &Filter {
             syscalls: vec![Syscall::Execve],
@@ -201,13 +233,12 @@ fn main() -> Result<()> {
     floor.pause()?;
     std::thread::sleep(Duration::from_millis(50));
 
-    const OPS: [Op; 3] = [Op::Watched, Op::Unwatched, Op::Close];
-    let mut untraced: [Vec<f64>; 3] = Default::default();
-    let mut d_full: [Vec<f64>; 3] = Default::default();
-    let mut d_floor: [Vec<f64>; 3] = Default::default();
-    let mut d_prefix: [Vec<f64>; 3] = Default::default();
+    const OPS: [Op; 4] = [Op::Watched, Op::Unwatched, Op::Close, Op::Opened];
+    const N: usize = OPS.len();
+    // States: off, full, prefix, noref, floor.
+    let mut d: [[Vec<f64>; N]; 5] = Default::default();
     let mut watched_traced_calls = 0u64;
-    let mut measure = |out: &mut [f64; 3]| -> Result<()> {
+    let mut measure = |out: &mut [f64; N]| -> Result<()> {
         for (i, &op) in OPS.iter().enumerate() {
             out[i] += caller.batch(op, calls)? / 2.0;
         }
@@ -224,39 +255,44 @@ fn main() -> Result<()> {
         Ok(())
     };
     // Warm up every state once.
-    measure(&mut [0.0; 3])?;
-    for c in [&mut full, &mut prefix, &mut floor] {
+    measure(&mut [0.0; N])?;
+    for c in [&mut full, &mut prefix, &mut noref, &mut floor] {
         switch(None, Some(&mut *c))?;
-        measure(&mut [0.0; 3])?;
+        measure(&mut [0.0; N])?;
         switch(Some(c), None)?;
     }
     watched_traced_calls += calls;
-    // Each cycle runs off, full, prefix, floor, floor, prefix, full, off: symmetric, so a drift
-    // that is linear over the cycle cancels out of every difference.
+    // Each cycle runs off, full, prefix, noref, floor, floor, noref, prefix, full, off:
+    // symmetric, so a drift that is linear over the cycle cancels out of every difference.
     for _ in 0..cycles {
-        let (mut off, mut on, mut pre, mut base) = ([0.0; 3], [0.0; 3], [0.0; 3], [0.0; 3]);
-        measure(&mut off)?;
+        let mut m = [[0.0; N]; 5];
+        measure(&mut m[0])?;
         switch(None, Some(&mut full))?;
-        measure(&mut on)?;
+        measure(&mut m[1])?;
         switch(Some(&mut full), Some(&mut prefix))?;
-        measure(&mut pre)?;
-        switch(Some(&mut prefix), Some(&mut floor))?;
-        measure(&mut base)?;
-        measure(&mut base)?;
-        switch(Some(&mut floor), Some(&mut prefix))?;
-        measure(&mut pre)?;
+        measure(&mut m[2])?;
+        switch(Some(&mut prefix), Some(&mut noref))?;
+        measure(&mut m[3])?;
+        switch(Some(&mut noref), Some(&mut floor))?;
+        measure(&mut m[4])?;
+        measure(&mut m[4])?;
+        switch(Some(&mut floor), Some(&mut noref))?;
+        measure(&mut m[3])?;
+        switch(Some(&mut noref), Some(&mut prefix))?;
+        measure(&mut m[2])?;
         switch(Some(&mut prefix), Some(&mut full))?;
-        measure(&mut on)?;
+        measure(&mut m[1])?;
         switch(Some(&mut full), None)?;
-        measure(&mut off)?;
+        measure(&mut m[0])?;
         watched_traced_calls += 2 * calls;
-        for i in 0..3 {
-            untraced[i].push(off[i]);
-            d_full[i].push(on[i] - off[i]);
-            d_prefix[i].push(pre[i] - off[i]);
-            d_floor[i].push(base[i] - off[i]);
+        for i in 0..N {
+            d[0][i].push(m[0][i]);
+            for s in 1..5 {
+                d[s][i].push(m[s][i] - m[0][i]);
+            }
         }
     }
+    let [untraced, d_full, d_prefix, d_noref, d_floor] = d;
 
     // The kernel's own accounting of the program's run time (enabled only for this pass: it
     // adds two clock reads per run), steadier than wall time because the host's noise outside
@@ -264,22 +300,21 @@ fn main() -> Result<()> {
     // figure is mostly the accounting itself.
     let stats_fd = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("enabling BPF run-time statistics")?;
-    full.resume()?;
-    let mut in_prog = [0.0; 3];
-    for (i, &op) in OPS.iter().enumerate() {
-        let (n0, t0) = full.hook_run_stats()?;
+    let mut in_kernel = |cap: &mut Capture, op: Op| -> Result<f64> {
+        cap.resume()?;
+        let (n0, t0) = cap.hook_run_stats()?;
         caller.batch(op, STATS_CALLS)?;
-        let (n1, t1) = full.hook_run_stats()?;
-        in_prog[i] = (t1 - t0).as_nanos() as f64 / (n1 - n0).max(1) as f64;
+        let (n1, t1) = cap.hook_run_stats()?;
+        cap.pause()?;
+        Ok((t1 - t0).as_nanos() as f64 / (n1 - n0).max(1) as f64)
+    };
+    let mut in_prog = [0.0; N];
+    for (i, &op) in OPS.iter().enumerate() {
+        in_prog[i] = in_kernel(&mut full, op)?;
     }
-    full.pause()?;
-    // The same unwatched calls, the name matched by a pattern.
-    prefix.resume()?;
-    let (n0, t0) = prefix.hook_run_stats()?;
-    caller.batch(Op::Unwatched, STATS_CALLS)?;
-    let (n1, t1) = prefix.hook_run_stats()?;
-    let in_prefix = (t1 - t0).as_nanos() as f64 / (n1 - n0).max(1) as f64;
-    prefix.pause()?;
+    // The same unwatched calls, the name matched by a pattern; opens without reporting them.
+    let in_prefix = in_kernel(&mut prefix, Op::Unwatched)?;
+    let in_noref = in_kernel(&mut noref, Op::Opened)?;
     drop(stats_fd);
     watched_traced_calls += STATS_CALLS;
 
@@ -299,27 +334,30 @@ fn main() -> Result<()> {
         );
     }
 
-    let own: Vec<f64> = d_full[1]
-        .iter()
-        .zip(&d_floor[1])
-        .map(|(f, b)| f - b)
-        .collect();
-    let (u_open, u_close) = (
+    let minus =
+        |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x - y).collect() };
+    let own = quartiles(minus(&d_full[1], &d_floor[1]));
+    let (u_open, u_close, u_ok) = (
         quartiles(untraced[0].clone()),
         quartiles(untraced[2].clone()),
+        quartiles(untraced[3].clone()),
     );
-    let prefix_minus_exact: Vec<f64> = d_prefix[1]
-        .iter()
-        .zip(&d_full[1])
-        .map(|(p, e)| p - e)
-        .collect();
     let pre_u = quartiles(d_prefix[1].clone());
-    let pre_vs = quartiles(prefix_minus_exact);
-    let [w, u, c] = d_full.map(quartiles);
-    let (b, own) = (quartiles(d_floor[1].clone()), quartiles(own));
+    let pre_vs = quartiles(minus(&d_prefix[1], &d_full[1]));
+    let ok_full = quartiles(d_full[3].clone());
+    let ok_noref = quartiles(d_noref[3].clone());
+    let ok_vs = quartiles(minus(&d_full[3], &d_noref[3]));
+    let [w, u, c, _] = d_full.map(quartiles);
+    let b = quartiles(d_floor[1].clone());
     let row = |label: &str, q: (f64, f64, f64), tail: &str| {
         println!(
-            "  {label:<46} {:>+7.1} ns/call  [{:+.1} .. {:+.1}]{tail}",
+            "  {label:<50} {:>+7.1} ns/call  [{:+.1} .. {:+.1}]{tail}",
+            q.1, q.0, q.2
+        )
+    };
+    let base = |label: &str, q: (f64, f64, f64)| {
+        println!(
+            "  {label:<50} {:>7.1} ns/call  [{:.1} .. {:.1}]",
             q.1, q.0, q.2
         )
     };
@@ -327,10 +365,7 @@ fn main() -> Result<()> {
         "observer capture, {cycles} cycles of {calls}-call batches, hook attached/detached between \
          batches (median over cycles, interquartile range in brackets):"
     );
-    println!(
-        "  {:<46} {:>7.1} ns/call  [{:.1} .. {:.1}]",
-        "failing openat, untraced", u_open.1, u_open.0, u_open.2
-    );
+    base("failing openat, untraced", u_open);
     row("watched process: observer adds", w, "   target <= +200");
     row("unwatched process: observer adds", u, "   target <= +30");
     row("  of which the kernel's tracepoint dispatch", b, "");
@@ -345,17 +380,18 @@ fn main() -> Result<()> {
         pre_vs,
         "   target <= 0 (within the noise)",
     );
-    println!(
-        "  {:<46} {:>7.1} ns/call  [{:.1} .. {:.1}]",
-        "close(-1) (not hooked), untraced", u_close.1, u_close.0, u_close.2
-    );
+    base("successful openat + close, untraced", u_ok);
+    row("watched process: observer adds", ok_full, "");
+    row("  the same, the files read not reported", ok_noref, "");
+    row("  what reporting them adds (referrers)", ok_vs, "");
+    base("close(-1) (not hooked), untraced", u_close);
     row("any unhooked syscall: observer adds", c, "");
 
     println!(
         "  in-kernel run time per call (bpf_stats, {STATS_CALLS} calls each): watched {:.1} ns, \
-         unwatched {:.1} ns (by pattern {PREFIX:?}: {in_prefix:.1} ns), unhooked {:.1} ns (the \
-         accounting's own floor)",
-        in_prog[0], in_prog[1], in_prog[2]
+         unwatched {:.1} ns (by pattern {PREFIX:?}: {in_prefix:.1} ns), watched successful open \
+         {:.1} ns ({in_noref:.1} ns not reported), unhooked {:.1} ns (the accounting's own floor)",
+        in_prog[0], in_prog[1], in_prog[3], in_prog[2]
     );
     drop(caller.to);
     let _ = caller.child.wait();

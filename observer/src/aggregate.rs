@@ -163,6 +163,11 @@ impl Store {
         rows.into_values().collect()
     }
 
+    /// The files the watched processes read.
+    pub(crate) fn opened(&self) -> &[crate::opened::OpenedFile] {
+        self.resolver.opened.files()
+    }
+
     pub(crate) fn totals(&self, failures: &[Failure]) -> Totals {
         Totals {
             failures: failures.iter().map(|f| f.count).sum(),

@@ -36,6 +36,7 @@ mod history;
 mod ids;
 mod logging;
 mod model;
+mod opened;
 mod place;
 mod render;
 mod report;
@@ -73,7 +74,21 @@ fn try_main(cli: cli::Cli) -> Result<()> {
     match cli.into_command()? {
         Command::Watch(s) => runtime()?.block_on(cmd::watch::run(s)),
         Command::Record(s) => runtime()?.block_on(cmd::record::run(s)),
-        Command::Report(s) => cmd::report::run(&s).map(print),
+        Command::Report(s) => {
+            // An unwritable --output fails before the history is read, not after.
+            let file = s.output.as_deref().map(files::create_private).transpose()?;
+            let text = cmd::report::run(&s)?;
+            match (file, &s.output) {
+                (Some(mut f), Some(p)) => f
+                    .write_all(text.as_bytes())
+                    .and_then(|()| f.flush())
+                    .with_context(|| format!("writing {}", p.display())),
+                _ => {
+                    print(text);
+                    Ok(())
+                }
+            }
+        }
         Command::Timeline(s) => cmd::timeline::run(&s).map(print),
     }
 }

@@ -183,6 +183,9 @@ pub(crate) struct RankContext {
     /// History mode: (path, errno, place) rows that failed before the window. `None` in ad-hoc
     /// mode.
     pub(crate) baseline: Option<BTreeSet<(Bytes, i32, Place)>>,
+    /// Look for referrers, changes and fixes (the final report; not each frame of the live
+    /// view, which would reread the same files every second).
+    pub(crate) evidence: bool,
 }
 
 /// What a hint found. Its name (`as_str`) is the JSON `kind`.
@@ -275,6 +278,29 @@ pub(crate) struct Hint {
     pub(crate) suggestion: Option<String>,
     /// How much this hint says "this is the culprit" (0 = informational).
     pub(crate) weight: f64,
+    /// What the suggestion does, in a form a fix can be written from.
+    pub(crate) remedy: Option<Remedy>,
+}
+
+/// A hint's suggestion as data: what `--fix` turns into a change.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Remedy {
+    /// The reference names the component `from` of the failing path where `to` exists (a typo,
+    /// a case, a mistyped directory): the reference is corrected.
+    Rename { from: Vec<u8>, to: Vec<u8> },
+    /// The missing file belongs to these packages: reinstall them (`confmiss`: it is a
+    /// conffile, which a plain reinstall does not restore).
+    Reinstall {
+        packages: Vec<String>,
+        confmiss: bool,
+    },
+    /// The node `path` denies the failing uid: change its group (when `chgrp`), then its mode
+    /// (`chmod`, symbolic: `g+r`, `o+x`).
+    Permission {
+        path: Vec<u8>,
+        chgrp: Option<String>,
+        chmod: String,
+    },
 }
 
 /// How an open that failed wanted the file.
@@ -309,6 +335,13 @@ pub(crate) enum Reason {
     SimilarName,
     /// Another hint that moved the score.
     Found(HintKind),
+    /// A failing open of a directory (`opendir`, `O_DIRECTORY`) or of a path (`O_PATH`): a
+    /// lookup, not a read.
+    LookupProbe(&'static str),
+    /// A line that loads files names it (`require`, `Include`, `LoadModule`, `extension`).
+    NamedBy(&'static str),
+    /// The file, a referrer or its directory changed shortly before the first failure.
+    ChangedBefore,
 }
 
 impl fmt::Display for Reason {
@@ -326,6 +359,9 @@ impl fmt::Display for Reason {
                 }
             ),
             Reason::StatProbe => f.write_str("stat probe"),
+            Reason::LookupProbe(what) => f.write_str(what),
+            Reason::NamedBy(d) => write!(f, "named by {d}"),
+            Reason::ChangedBefore => f.write_str("changed before the first failure"),
             Reason::AccessProbe => f.write_str("access probe"),
             Reason::UnknownCall => f.write_str("unknown call"),
             Reason::Errno(e) => f.write_str(&errno_reason(*e)),
@@ -412,4 +448,16 @@ pub(crate) struct Ranked {
     pub(crate) score: f64,
     pub(crate) reasons: Vec<Reason>,
     pub(crate) hints: Vec<Hint>,
+    /// Where it is referenced, what changed, and the fix.
+    pub(crate) evidence: Evidence,
+}
+
+/// What the report found around a culprit: the lines that name it, what changed just before it
+/// failed, and the fix (for rows worth one).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Evidence {
+    pub(crate) referrers: Vec<crate::report::referrers::Referrer>,
+    pub(crate) changed: Vec<crate::report::changed::Change>,
+    /// `None`: not a culprit observer proposes a fix for.
+    pub(crate) plan: Option<crate::report::fix::Plan>,
 }

@@ -233,6 +233,63 @@ impl View {
         matches!(self.kind, Kind::Host)
     }
 
+    /// Opens `path` (absolute, as the view's processes name it) for reading, resolved inside
+    /// the view (`openat2` with `RESOLVE_IN_ROOT`): a symlink in a container cannot lead to the
+    /// host's files, a magic link is refused, a FIFO does not block.
+    pub(crate) fn open(&self, path: &[u8]) -> std::io::Result<std::fs::File> {
+        self.open_as(path, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)
+    }
+
+    /// What `path` is in the view (its metadata, followed as the process would), without
+    /// opening it for reading.
+    pub(crate) fn stat(&self, path: &[u8]) -> std::io::Result<std::fs::Metadata> {
+        self.open_as(path, libc::O_PATH)?.metadata()
+    }
+
+    fn open_as(&self, path: &[u8], flags: libc::c_int) -> std::io::Result<std::fs::File> {
+        use std::os::fd::{FromRawFd, RawFd};
+        static HOST_ROOT: OnceLock<Option<OwnedFd>> = OnceLock::new();
+        let live;
+        let dirfd: RawFd = match &self.kind {
+            Kind::Host => HOST_ROOT
+                .get_or_init(|| open_dir("/"))
+                .as_ref()
+                .map(|f| f.as_raw_fd())
+                .ok_or_else(std::io::Error::last_os_error)?,
+            Kind::Pinned { _root_fd, .. } => _root_fd.as_raw_fd(),
+            Kind::Live(root) => {
+                live = open_dir(root).ok_or_else(std::io::Error::last_os_error)?;
+                live.as_raw_fd()
+            }
+            Kind::Gone => return Err(std::io::ErrorKind::NotFound.into()),
+        };
+        let rel: &[u8] = match path.iter().position(|&b| b != b'/') {
+            Some(i) => &path[i..],
+            None => b".",
+        };
+        let c = std::ffi::CString::new(rel)?;
+        // SAFETY: an all-zero open_how is valid (its fields are plain integers).
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (flags | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        // SAFETY: openat2 reads the NUL-terminated path and `how` (whose size we pass) and
+        // returns a new fd or -1.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd,
+                c.as_ptr(),
+                &raw const how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the kernel returned a new fd that nothing else owns.
+        Ok(unsafe { std::fs::File::from_raw_fd(fd as RawFd) })
+    }
+
     /// User and group names as the view's processes see them: the host's NSS, or the view's
     /// own `/etc/passwd` and `/etc/group` (read once).
     pub(crate) fn names(&self) -> Arc<Names> {
@@ -246,6 +303,16 @@ impl View {
             })
             .clone()
     }
+}
+
+fn open_dir(p: impl AsRef<Path>) -> Option<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(p)
+        .ok()
+        .map(OwnedFd::from)
 }
 
 /// A shared view, as rows hold it: two rows are in the same view when they hold the same one.
@@ -659,6 +726,34 @@ mod tests {
         assert_eq!(u.short(), "apache2.service");
         assert_eq!(Place::default().short(), "-");
         assert!(Place::default().is_host());
+    }
+
+    #[test]
+    fn files_open_inside_the_view_and_symlinks_stay_in_it() {
+        use std::io::Read;
+        let t = crate::testutil::TempDir::new();
+        t.write("etc/app.conf", "inside");
+        std::os::unix::fs::symlink("/etc/app.conf", t.path().join("etc/abs-link")).unwrap();
+        let v = View::live(t.path());
+        let mut s = String::new();
+        v.open(b"/etc/abs-link")
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(
+            s, "inside",
+            "an absolute link resolves in the view, not on the host"
+        );
+        // `..` stops at the view's root: the host's /etc/passwd is not reached.
+        assert!(v.open(b"/../../../../etc/passwd").is_err());
+        assert!(View::gone().open(b"/etc/app.conf").is_err());
+        let mut host = String::new();
+        ViewRef::host()
+            .open(t.abs("etc/app.conf").as_bytes())
+            .unwrap()
+            .read_to_string(&mut host)
+            .unwrap();
+        assert_eq!(host, "inside");
     }
 
     #[test]

@@ -16,10 +16,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use observer_common::{
-    AT_FDCWD, KIND_CHDIR, STATUS_CHDIR, STATUS_DIRFD, STATUS_TRUNCATED, Syscall,
+    AT_FDCWD, KIND_CHDIR, STATUS_CHDIR, STATUS_DIRFD, STATUS_OPENED, STATUS_TRUNCATED, Syscall,
 };
 
 use crate::capture::Sighting;
+use crate::opened::Opened;
 use crate::place::{Places, Where};
 
 /// How many directories (of fds and working directories) the resolver remembers.
@@ -51,6 +52,8 @@ pub(crate) struct Resolver {
     dirfds: HashMap<(u32, i32, u32), Bytes>,
     /// Working directories of watched processes, by (tgid, generation).
     cwds: HashMap<(u32, u32), Bytes>,
+    /// The files watched processes read.
+    pub(crate) opened: Opened,
 }
 
 impl Resolver {
@@ -61,11 +64,12 @@ impl Resolver {
             places: Places::new(pin_views),
             dirfds: HashMap::new(),
             cwds: HashMap::new(),
+            opened: Opened::default(),
         }
     }
 
-    /// The KeyInfo of a failure record; `None` for a directory open or a chdir (remembered) or a
-    /// record this observer cannot read.
+    /// The KeyInfo of a failure record; `None` for a directory open, a chdir or a file read
+    /// (remembered) or a record this observer cannot read.
     pub(crate) fn key_info(&mut self, s: &Sighting) -> Option<KeyInfo> {
         let h = &s.hdr;
         let (tgid, tid) = (h.key.tgid, h.tid);
@@ -88,6 +92,13 @@ impl Resolver {
             if !r.unresolved {
                 self.remember();
                 self.dirfds.insert((tgid, h.aux as i32, h.aux_gen), r.path);
+            }
+            return None;
+        }
+        if h.status & STATUS_OPENED != 0 {
+            if !r.unresolved {
+                let at = self.places.of(tgid, h.cgroup_id, h.mnt_ns);
+                self.opened.add(r.path, &at);
             }
             return None;
         }

@@ -24,6 +24,7 @@ pub(crate) fn t0() -> SystemTime {
 /// The ranking context of a 10-minute ad-hoc capture from `t0`, with a 10 s warm-up.
 pub(crate) fn rank_ctx() -> RankContext {
     RankContext {
+        evidence: true,
         window_start: t0(),
         now: t0() + Duration::from_secs(600),
         warmup_secs: 10,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use observer_common::{
-    COMM_LEN, CONFIG_VERBOSE, Config, FILTER_ALL, FILTER_CGROUP, FILTER_COMM, FILTER_ERRNO,
-    FILTER_PID, KIND_CHDIR, KIND_FCHDIR, MAX_COMMS, NR_CHDIR, NR_FCHDIR, Syscall,
+    COMM_LEN, CONFIG_OPENED, CONFIG_VERBOSE, Config, FILTER_ALL, FILTER_CGROUP, FILTER_COMM,
+    FILTER_ERRNO, FILTER_PID, KIND_CHDIR, KIND_FCHDIR, MAX_COMMS, NR_CHDIR, NR_FCHDIR, Syscall,
 };
 
 /// What observer watches when no selector is given: the web stack. Debian's Apache is
@@ -29,6 +29,9 @@ pub struct Filter {
     pub all: bool,
     pub errnos: Vec<i32>,
     pub syscalls: Vec<Syscall>,
+    /// Do not report the files watched processes read (the referrer search then falls back to
+    /// the configuration directories). For the benchmark's comparison.
+    pub no_opened: bool,
 }
 
 impl Filter {
@@ -158,6 +161,10 @@ impl Filter {
         }
         if verbose {
             c.flags |= CONFIG_VERBOSE;
+        }
+        // The files watched processes read: where a failing name is referenced.
+        if !self.no_opened {
+            c.flags |= CONFIG_OPENED;
         }
         c.self_tgid = std::process::id();
         c

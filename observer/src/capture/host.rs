@@ -89,7 +89,7 @@ pub(crate) fn descendants_of(roots: &[u32]) -> BTreeSet<u32> {
     set
 }
 
-fn read_ppid(pid: u32) -> Option<u32> {
+pub(crate) fn read_ppid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The comm field may hold spaces and parentheses: parse after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -28,7 +28,7 @@ use observer_common::{
 };
 
 pub use filter::Filter;
-pub(crate) use host::{cgroup2_mounts, check_privilege, processes};
+pub(crate) use host::{cgroup2_mounts, check_privilege, processes, read_ppid};
 pub(crate) use session::{Handler, Loop, Polled, Session};
 pub use sighting::KernelStats;
 pub(crate) use sighting::{Clock, Sighting, monotonic_ns};

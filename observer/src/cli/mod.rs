@@ -16,6 +16,7 @@ use observer_common::Syscall;
 use crate::capture::Filter;
 use crate::cmd::{report, timeline, watch};
 use crate::render::Format;
+use crate::render::fix::FixFormat;
 use crate::service::config::{DEFAULT_DB, Overrides};
 use crate::values::{When, parse_duration, parse_errno, parse_size, parse_syscalls, parse_when};
 use help::{
@@ -74,6 +75,12 @@ pub(crate) struct Cli {
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
 
+    /// At the end, print the fixes observer is sure of instead of the report: a Puppet manifest
+    /// (`puppet apply FILE`) or a shell script, each change guarded so a second run changes
+    /// nothing, then a reload of the service that failed.
+    #[arg(long, value_enum, value_name = "FORM", conflicts_with = "format")]
+    fix: Option<FixArg>,
+
     /// Debug logging, including the eBPF program's own log lines and verifier logs.
     #[arg(short, long)]
     verbose: bool,
@@ -127,6 +134,7 @@ impl SelectArgs {
             all: self.all,
             errnos: self.errno.clone(),
             syscalls: self.syscalls.iter().flatten().copied().collect(),
+            no_opened: false,
         }
     }
 }
@@ -228,8 +236,17 @@ struct ReportArgs {
     top: Option<usize>,
 
     /// Show this path's timeline instead (same as `observer timeline PATH`).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "fix")]
     timeline: Option<OsString>,
+
+    /// Print the fixes observer is sure of instead of the report (see `observer --help`).
+    #[arg(long, value_enum, value_name = "FORM", conflicts_with = "format")]
+    fix: Option<FixArg>,
+
+    /// Write the report (or the fix) to FILE (created with mode 0600) instead of standard
+    /// output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -244,6 +261,23 @@ struct TimelineArgs {
 
     #[command(flatten)]
     history: HistoryArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FixArg {
+    /// A Puppet manifest: one guarded resource per fix, and the reload it needs.
+    Puppet,
+    /// A shell script with the same changes, to review and run.
+    Shell,
+}
+
+impl From<FixArg> for FixFormat {
+    fn from(f: FixArg) -> FixFormat {
+        match f {
+            FixArg::Puppet => FixFormat::Puppet,
+            FixArg::Shell => FixFormat::Shell,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -318,6 +352,7 @@ impl Cli {
                 top: self.top,
                 format: self.format.map(Format::from),
                 output: self.output,
+                fix: self.fix.map(FixFormat::from),
                 verbose: self.verbose,
             }),
             Some(Cmd::Record(a)) => Command::Record(Overrides {
@@ -341,6 +376,8 @@ impl Cli {
                     db: a.history.db,
                     format: a.history.format.into(),
                     top: a.top,
+                    fix: a.fix.map(FixFormat::from),
+                    output: a.output,
                 }),
             },
             Some(Cmd::Timeline(a)) => Command::Timeline(a.history.timeline(&a.path, a.since)),

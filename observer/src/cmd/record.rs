@@ -339,11 +339,13 @@ impl Recorder {
     /// Writes `pending`; on failure keeps it for the next try.
     fn flush(&mut self) {
         self.last_flush = Instant::now();
-        if self.pending.is_empty() {
+        let opened = self.resolver.opened.take_unsaved();
+        let n_opened = opened.len();
+        if self.pending.is_empty() && opened.is_empty() {
             // Nothing to write; still mark the session alive once a minute, so the history
             // knows it was recording.
             if self.last_write.elapsed() >= Duration::from_secs(60)
-                && self.db.flush(&self.pending, now_ms()).is_ok()
+                && self.db.flush(&self.pending, &[], now_ms()).is_ok()
             {
                 self.last_write = Instant::now();
             }
@@ -351,7 +353,12 @@ impl Recorder {
         }
         let dropped: u64 = self.pending.stats.values().map(|s| s.dropped).sum();
         let at = now_ms();
-        match self.db.flush(&self.pending, at) {
+        let result = self.db.flush(&self.pending, opened, at);
+        if result.is_err() {
+            // Written next time.
+            self.resolver.opened.unsave(n_opened);
+        }
+        match result {
             Ok(f) => {
                 self.dropped_total += dropped;
                 log::debug!(

@@ -12,7 +12,9 @@ use rusqlite::Connection;
 use crate::history::bucket::minute_of;
 use crate::history::reader;
 use crate::model::{RankContext, Session, Totals};
+use crate::opened::{MAX_OPENED, OpenedFile};
 use crate::place::{self, Place, ViewRef};
+use crate::render::fix::FixFormat;
 use crate::render::{self, Format};
 use crate::report::score::WARMUP_SECS;
 use crate::report::{HintEnv, HistorySource, Report};
@@ -31,6 +33,10 @@ pub(crate) struct Settings {
     /// Table or JSON.
     pub(crate) format: Format,
     pub(crate) top: Option<usize>,
+    /// Print the fixes in this form instead of the report.
+    pub(crate) fix: Option<FixFormat>,
+    /// Where to write (mode 0600); standard output when not given.
+    pub(crate) output: Option<PathBuf>,
 }
 
 /// Runs `observer report`: the report's text.
@@ -39,7 +45,10 @@ pub(crate) fn run(s: &Settings) -> Result<String> {
     let (from, to) = window(s.since, s.until, now)?;
     let conn = reader::open_reader(&s.db)?;
     let r = build(&conn, &s.db, from, to, now, &HintEnv::default())?;
-    Ok(render::render(&r, s.format, s.top))
+    Ok(match s.fix {
+        Some(form) => render::fix::render(&r, form),
+        None => render::render(&r, s.format, s.top),
+    })
 }
 
 /// The window `since..until` in Unix milliseconds; an error when it is backwards.
@@ -76,6 +85,11 @@ fn build(
             .or_insert_with(|| place::live_view(&f.place))
             .clone();
     }
+    // The files the processes read (where the failing names are searched), in their views.
+    let opened: Vec<OpenedFile> = reader::opened(conn, MAX_OPENED)?
+        .into_iter()
+        .map(|(path, place)| OpenedFile { path, place })
+        .collect();
     let sessions = reader::sessions(conn)?;
     let stats = reader::minute_stats(conn, from_m, to_m)?;
     let start_ms = from_m * 60_000;
@@ -90,6 +104,7 @@ fn build(
     };
     let window_start = time_of_ms(earliest.map_or(start_ms, |e| e.max(start_ms)));
     let ctx = RankContext {
+        evidence: true,
         window_start,
         now: time_of_ms(to_ms),
         warmup_secs: WARMUP_SECS,
@@ -134,6 +149,7 @@ fn build(
         totals,
         &ctx,
         env,
+        &opened,
         watched.as_ref(),
         Some(source),
     ))
@@ -168,7 +184,7 @@ mod tests {
             &bkey("/var/www/new.php", 2, Syscall::Openat),
             bval(1, 101 * min),
         );
-        w.flush(&p, 102 * min).unwrap();
+        w.flush(&p, &[], 102 * min).unwrap();
         let conn = reader::open_reader(&db).unwrap();
         let env = HintEnv::with_root("/nonexistent-root");
         let r = build(

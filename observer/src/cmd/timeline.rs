@@ -102,7 +102,7 @@ mod tests {
         p.add(&k, bval(3, 10 * min));
         p.add(&k, bval(4, 11 * min));
         p.add(&k, bval(5, 40 * min));
-        w.flush(&p, 41 * min).unwrap();
+        w.flush(&p, &[], 41 * min).unwrap();
         let conn = reader::open_reader(&db).unwrap();
         let t = build(&conn, b"/etc/x.conf", 0, 41 * min, time_of_ms(41 * min)).unwrap();
         let (json, text) = (timeline::json(&t), timeline::text(&t));

@@ -12,6 +12,7 @@ use crate::aggregate::Store;
 use crate::capture::{Clock, Filter, Handler, Loop, Polled, Session, Sighting, monotonic_ns};
 use crate::files;
 use crate::model::RankContext;
+use crate::render::fix::FixFormat;
 use crate::render::live::Live;
 use crate::render::{self, Format, json};
 use crate::report::score::WARMUP_SECS;
@@ -29,6 +30,8 @@ pub(crate) struct Settings {
     /// Live on a terminal, table otherwise, when not given.
     pub(crate) format: Option<Format>,
     pub(crate) output: Option<PathBuf>,
+    /// Print the fixes in this form instead of the report.
+    pub(crate) fix: Option<FixFormat>,
     pub(crate) verbose: bool,
 }
 
@@ -50,10 +53,12 @@ struct Watch {
 }
 
 impl Watch {
-    fn report(&self) -> Report {
+    /// The report now; `evidence`: with referrers, changes and fixes (the final one).
+    fn report(&self, evidence: bool) -> Report {
         let failures = self.store.failures(&self.clock);
         let totals = self.store.totals(&failures);
         let ctx = RankContext {
+            evidence,
             window_start: self.started,
             now: SystemTime::now(),
             warmup_secs: WARMUP_SECS,
@@ -64,6 +69,7 @@ impl Watch {
             totals,
             &ctx,
             &self.hint_env,
+            self.store.opened(),
             Some(&self.filter.watched()),
             None,
         )
@@ -107,7 +113,7 @@ impl Handler for Watch {
     fn on_poll(&mut self, _session: &mut Session, p: Polled) -> Result<()> {
         self.take(p);
         if self.live.is_some() {
-            let r = self.report();
+            let r = self.report(false);
             if let Some(l) = self.live.as_mut() {
                 l.draw(&r, self.top, &self.header);
             }
@@ -151,7 +157,7 @@ pub(crate) async fn run(s: Settings) -> Result<()> {
         live: (format == Format::Live).then(Live::start),
         deferred: Vec::new(),
         hint_env: HintEnv::default(),
-        header: format!("observer: {}", s.filter.describe()),
+        header: s.filter.describe(),
         filter: s.filter,
         started,
         closed: false,
@@ -178,8 +184,11 @@ pub(crate) async fn run(s: Settings) -> Result<()> {
             session.bad_records()
         );
     }
-    let report = w.report();
-    let text = render::render(&report, format, s.top);
+    let report = w.report(true);
+    let text = match s.fix {
+        Some(form) => render::fix::render(&report, form),
+        None => render::render(&report, format, s.top),
+    };
     match out_file.as_mut() {
         Some(f) => {
             f.write_all(text.as_bytes())

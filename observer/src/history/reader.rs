@@ -179,6 +179,28 @@ pub(crate) fn baseline(
         .map_err(sql("reading the baseline"))
 }
 
+/// The files the watched processes read, with where they ran (most recently read first, at most
+/// `limit`).
+pub(crate) fn opened(conn: &Connection, limit: usize) -> Result<Vec<(Bytes, Place)>, DbError> {
+    let places = places(conn)?;
+    let mut st = conn
+        .prepare(
+            "SELECT p.path, o.place_id FROM opened o JOIN paths p ON p.id = o.path_id
+             ORDER BY o.last_ms DESC LIMIT ?1",
+        )
+        .map_err(sql("reading the files read"))?;
+    let rows = st
+        .query_map([limit as i64], |r| {
+            Ok((
+                Bytes::from(r.get::<_, Vec<u8>>(0)?),
+                place_of(&places, r.get(1)?),
+            ))
+        })
+        .map_err(sql("reading the files read"))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(sql("reading the files read"))
+}
+
 /// One path's failures minute by minute in `from..=to`, per errno.
 pub(crate) fn timeline(
     conn: &Connection,
@@ -466,7 +488,8 @@ fn check_version(conn: Connection, db: &Path) -> Result<Connection, DbError> {
         conn.execute_batch(
             "CREATE TEMP VIEW buckets AS SELECT *, 0 AS place_id FROM main.buckets;
              CREATE TEMP VIEW places AS SELECT 0 AS id, '' AS runtime, '' AS container,
-                 '' AS pod, '' AS unit, 0 AS private WHERE 0;",
+                 '' AS pod, '' AS unit, 0 AS private WHERE 0;
+             CREATE TEMP VIEW opened AS SELECT 0 AS path_id, 0 AS place_id, 0 AS last_ms WHERE 0;",
         )
         .map_err(sql(format!("reading {} (schema 1)", show(db))))?;
     }
@@ -559,7 +582,7 @@ mod tests {
                 dropped: 0,
             },
         );
-        w.flush(&p, 103 * min).unwrap();
+        w.flush(&p, &[], 103 * min).unwrap();
         let r = open_reader(&db).unwrap();
         let f = failures(&r, 100, 110).unwrap();
         assert_eq!(f.len(), 2);
@@ -603,7 +626,7 @@ mod tests {
         let mut w = Writer::open(&db, "{}", 0).unwrap();
         let mut p = Pending::new(100);
         p.add(&bkey("/x", 2, Syscall::Openat), bval(3, 1_000));
-        w.flush(&p, 2_000).unwrap();
+        w.flush(&p, &[], 2_000).unwrap();
         let r = open_reader(&db).unwrap();
         assert_eq!(top_paths(&r, 0, 5).unwrap()[0].count, 3);
         let junk = d.path().join("junk.db");
@@ -672,7 +695,7 @@ mod tests {
         let mut k = (*bkey("/var/www/old.php", 2, Syscall::Openat)).clone();
         k.place.unit = Some("apache2.service".into());
         p.add(&std::sync::Arc::new(k), bval(3, 200 * 60_000));
-        w.flush(&p, 200 * 60_000 + 1).unwrap();
+        w.flush(&p, &[], 200 * 60_000 + 1).unwrap();
         let r = open_reader(&db).unwrap();
         assert_eq!(version(&r), 2);
         check(&r);

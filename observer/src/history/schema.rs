@@ -26,6 +26,7 @@ SQLite, WAL mode, one file (plus `-wal`/`-shm` while in use), mode 0600 in a 070
 | `comms` | `id INTEGER PRIMARY KEY`, `comm TEXT UNIQUE` | process names |
 | `places` | `id INTEGER PRIMARY KEY`, `runtime`, `container`, `pod`, `unit`, `private` (unique together) | where processes ran: a container (`runtime` docker, containerd, crio, podman or kubernetes, its 64-hex `container` id, the Kubernetes `pod` uid), else a systemd `unit`; `private` 1 when their view of the filesystem was not the host's; id 0, never stored, is the host |
 | `buckets` | `path_id`, `errno`, `minute`, `syscall`, `comm_id`, `uid`, `gid`, `place_id` (primary key, in that order), `count`, `first_ms`, `last_ms`, `open_flags`, `status`, `pid` | failing calls per minute; `minute` is Unix time / 60 (UTC), `first_ms`/`last_ms` Unix milliseconds, `syscall` the syscall's name, `status` bit 1 = path truncated, bit 2 = relative path not resolved, `pid` one process that failed (a sample) |
+| `opened` | `path_id`, `place_id` (primary key), `last_ms` | the files watched processes read successfully (where `report` looks for the line that names a failing path), and when last reported |
 | `minute_stats` | `minute PRIMARY KEY`, `lost`, `overflow`, `dropped` | failures the kernel could not deliver (ring buffer full), delivered one by one (kernel aggregate full), or observer dropped (memory full while the disk was) |
 | `sessions` | `id`, `started_ms`, `last_flush_ms`, `ended_ms`, `pid`, `version`, `filter` | each run of `observer record`: what it watched and when; `ended_ms` is NULL while it runs (after a crash or `kill -9`, the next start sets it to the last flush, which tells how far the history reached) |
 
@@ -70,6 +71,12 @@ CREATE TABLE IF NOT EXISTS places (
     private INTEGER NOT NULL DEFAULT 0,
     UNIQUE (runtime, container, pod, unit, private)
 );
+CREATE TABLE IF NOT EXISTS opened (
+    path_id INTEGER NOT NULL,
+    place_id INTEGER NOT NULL DEFAULT 0,
+    last_ms INTEGER NOT NULL,
+    PRIMARY KEY (path_id, place_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS minute_stats (
     minute INTEGER PRIMARY KEY,
     lost INTEGER NOT NULL DEFAULT 0,
@@ -271,6 +278,12 @@ CREATE TABLE places (
     private INTEGER NOT NULL DEFAULT 0,
     UNIQUE (runtime, container, pod, unit, private)
 );
+CREATE TABLE opened (
+    path_id INTEGER NOT NULL,
+    place_id INTEGER NOT NULL DEFAULT 0,
+    last_ms INTEGER NOT NULL,
+    PRIMARY KEY (path_id, place_id)
+) WITHOUT ROWID;
 CREATE TABLE buckets_v2 (
     path_id INTEGER NOT NULL,
     errno INTEGER NOT NULL,

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use super::bucket::Pending;
 use super::reader::{TopPath, top_paths};
 use super::schema::{DbError, LockFile, ensure_dir, migrate, prepare_files, show, sql};
+use crate::opened::OpenedFile;
 use crate::place::Place;
 
 /// The write-ahead log is truncated to this size after checkpoints.
@@ -132,7 +133,12 @@ impl Writer {
 
     /// Writes everything pending in one transaction. On error nothing is written and `pending`
     /// is left for the next try.
-    pub(crate) fn flush(&mut self, pending: &Pending, now_ms: i64) -> Result<Flushed, DbError> {
+    pub(crate) fn flush(
+        &mut self,
+        pending: &Pending,
+        opened: &[OpenedFile],
+        now_ms: i64,
+    ) -> Result<Flushed, DbError> {
         let t0 = Instant::now();
         // Ids assigned in this transaction: remembered only once it commits.
         let mut new_paths: HashMap<Bytes, i64> = HashMap::new();
@@ -206,6 +212,36 @@ impl Writer {
                         v.pid,
                     ])
                     .map_err(sql("writing failures"))?;
+            }
+            let mut read = tx
+                .prepare_cached(
+                    "INSERT INTO opened (path_id, place_id, last_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (path_id, place_id) DO UPDATE SET last_ms = excluded.last_ms",
+                )
+                .map_err(sql("preparing the files-read upsert"))?;
+            for o in opened {
+                let path_id = match self.path_ids.get(&o.path).or(new_paths.get(&o.path)) {
+                    Some(&id) => id,
+                    None => {
+                        let id = intern(&tx, "paths", "path", &o.path[..])?;
+                        new_paths.insert(o.path.clone(), id);
+                        id
+                    }
+                };
+                let place_id = if o.place.is_host() {
+                    0
+                } else {
+                    match self.place_ids.get(&o.place).or(new_places.get(&o.place)) {
+                        Some(&id) => id,
+                        None => {
+                            let id = intern_place(&tx, &o.place)?;
+                            new_places.insert(o.place.clone(), id);
+                            id
+                        }
+                    }
+                };
+                read.execute(params![path_id, place_id, now_ms])
+                    .map_err(sql("writing the files read"))?;
             }
             let mut stats = tx
                 .prepare_cached(
@@ -350,9 +386,16 @@ fn delete_before(tx: &Transaction, minute: i64) -> Result<usize, DbError> {
         .map_err(sql("deleting old failures"))?;
     tx.execute("DELETE FROM minute_stats WHERE minute < ?1", [minute])
         .map_err(sql("deleting old counters"))?;
-    if n > 0 {
+    let read = tx
+        .execute(
+            "DELETE FROM opened WHERE last_ms < ?1",
+            [minute.saturating_mul(60_000)],
+        )
+        .map_err(sql("deleting old files read"))?;
+    if n > 0 || read > 0 {
         tx.execute(
-            "DELETE FROM paths WHERE NOT EXISTS (SELECT 1 FROM buckets WHERE path_id = paths.id)",
+            "DELETE FROM paths WHERE NOT EXISTS (SELECT 1 FROM buckets WHERE path_id = paths.id)
+               AND NOT EXISTS (SELECT 1 FROM opened WHERE path_id = paths.id)",
             [],
         )
         .map_err(sql("deleting unused paths"))?;
@@ -449,11 +492,11 @@ mod tests {
         let k = bkey("/x", 2, Syscall::Openat);
         p.add(&k, bval(3, 1_000));
         p.add(&bkey("/x", 2, Syscall::Newfstatat), bval(2, 1_000));
-        let r = w.flush(&p, 2_000).unwrap();
+        let r = w.flush(&p, &[], 2_000).unwrap();
         assert_eq!((r.rows, r.failures), (2, 5));
         p.clear();
         p.add(&k, bval(4, 5_000));
-        w.flush(&p, 6_000).unwrap();
+        w.flush(&p, &[], 6_000).unwrap();
         assert_eq!(count_rows(&w), 9);
         let (rows, paths): (i64, i64) = w
             .conn()
@@ -480,7 +523,7 @@ mod tests {
             ..(*k).clone()
         });
         p.add(&odd, bval(1, 1_000));
-        w.flush(&p, 7_000).unwrap();
+        w.flush(&p, &[], 7_000).unwrap();
         let tp = w.top_paths(0, 10).unwrap();
         assert_eq!(tp[0].count, 9);
         assert!(tp.iter().any(|t| t.path == [b'/', 0xff, b'\n']));
@@ -510,13 +553,13 @@ mod tests {
                 bval(1, 1_000),
             );
         }
-        let e = w.flush(&p, 2_000).unwrap_err();
+        let e = w.flush(&p, &[], 2_000).unwrap_err();
         assert!(e.is_full(), "{e}");
         assert_eq!(count_rows(&w), 0);
         w.conn()
             .query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(()))
             .unwrap();
-        w.flush(&p, 3_000).unwrap();
+        w.flush(&p, &[], 3_000).unwrap();
         assert_eq!(count_rows(&w), 2000);
     }
 
@@ -536,7 +579,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        w.flush(&p, 20 * day).unwrap();
+        w.flush(&p, &[], 20 * day).unwrap();
         let t = w
             .trim(Duration::from_secs(14 * 86_400), u64::MAX, 20 * day)
             .unwrap();
@@ -551,7 +594,7 @@ mod tests {
         // The writer's path cache must not hand out the deleted id.
         p.clear();
         p.add(&bkey("/old", 2, Syscall::Openat), bval(5, 20 * day));
-        w.flush(&p, 20 * day).unwrap();
+        w.flush(&p, &[], 20 * day).unwrap();
         let tp = w.top_paths(0, 10).unwrap();
         assert_eq!(tp.len(), 2);
         assert!(tp.iter().any(|t| t.path == b"/old" && t.count == 5));
@@ -575,7 +618,7 @@ mod tests {
                     bval(1, h * hour),
                 );
             }
-            w.flush(&p, h * hour).unwrap();
+            w.flush(&p, &[], h * hour).unwrap();
         }
         let before = w.used_size().unwrap();
         let cap = before / 2;
@@ -628,7 +671,7 @@ mod tests {
                     p.add(k, bval(per_row.max(1), m * 60_000 + 30_000));
                 }
                 failures += p.failures();
-                let f = w.flush(&p, m * 60_000 + 59_000).unwrap();
+                let f = w.flush(&p, &[], m * 60_000 + 59_000).unwrap();
                 flush_total += f.took;
                 flush_max = flush_max.max(f.took);
             }

@@ -7,6 +7,7 @@ use crate::aggregate::NewFailure;
 use crate::errno;
 use crate::escape::escape_path;
 use crate::model::{Failure, Intent, Ranked, Totals};
+use crate::report::referrers::Target;
 use crate::report::{HistorySource, Report};
 use crate::time::{rfc3339_millis, time_of_ms};
 
@@ -56,7 +57,22 @@ One document per report:
         }
       ],
       "truncated": false,
-      "resolved": true
+      "resolved": true,
+      "referrers": [
+        { "file": "/var/www/html/inc/loader.php", "line": 12, "text": "require __DIR__ . '/class-x.phpp';", "directive": "require", "names": "file" }
+      ],
+      "changed": [
+        { "path": "/var/www/html/inc/loader.php", "what": "modified", "time": "2024-05-01T12:00:00.850Z", "seconds_before_first_failure": 0.4 }
+      ],
+      "fix": {
+        "kind": "edit_line",
+        "file": "/var/www/html/inc/loader.php",
+        "line": 12,
+        "old": "require __DIR__ . '/class-x.phpp';",
+        "new": "require __DIR__ . '/class-x.php';",
+        "why": "did you mean /var/www/html/inc/class-x.php (exists)",
+        "reload": { "unit": "apache2.service" }
+      }
     }
   ]
 }
@@ -91,6 +107,9 @@ One document per report:
 | `hints[]` | live-filesystem findings: `kind` (e.g. `near_match`, `package_file_missing`, `permission_denied`, `exists_now`), `message`, optional `suggestion`, and the `weight` it added to the score. Paths inside messages are escaped |
 | `truncated` | the kernel cut the path at PATH_MAX |
 | `resolved` | false for a relative path whose process's working directory was not known |
+| `referrers[]` | for a culprit (a failing open or exec that is not a probe): lines that name its path, in the files its processes read (or, when none does, in the web stack's configuration directories and the files beside it): `file`, `line` (1-based), `text` (the line, cut to 400 bytes around the name), `directive` (`require`, `include`, `Include`, `IncludeOptional`, `LoadModule`, `extension`, `extension_dir`, or null), `names` (`file`, or `directory` for a line naming its missing directory). At most 5, the most precise first |
+| `changed[]` | for a culprit with a referrer or a strong hint: what changed between 30 minutes before its first failure and the report: `path`, `what` (`modified`: the mtime; `mode or owner changed`: the ctime alone; `entries added or removed`: a directory's mtime), `time`, `seconds_before_first_failure` (negative: after it) |
+| `fix` | null for rows observer proposes no fix for; else `kind`: `edit_line` (`file`, `line`, the `old` and `new` texts of that line), `permission` (`path`, `chgrp` or null, symbolic `chmod`), `reinstall` (`path`, `packages`, `confmiss`), each with `why` and `reload` (`{"unit": ...}`, `{"pid", "comm", "signal"}` for a master outside systemd, or null); or `none` with `why` when observer is not sure |
 
 Live events (`--format jsonl`), one object per line, emitted when a distinct failure is first seen:
 
@@ -182,6 +201,47 @@ fn path_json(r: &Ranked) -> Value {
     m.insert("truncated".into(), json!(f.truncated));
     m.insert("resolved".into(), json!(!f.unresolved));
     place_fields(&mut m, f);
+    let ev = &r.evidence;
+    let referrers: Vec<Value> = ev
+        .referrers
+        .iter()
+        .map(|x| {
+            let mut o = Map::new();
+            path_fields(&mut o, "file", &x.file);
+            o.insert("line".into(), json!(x.line));
+            path_fields(&mut o, "text", &x.shown());
+            o.insert("directive".into(), json!(x.directive.map(|d| d.as_str())));
+            o.insert(
+                "names".into(),
+                json!(match x.target {
+                    Target::File => "file",
+                    Target::Directory => "directory",
+                }),
+            );
+            Value::Object(o)
+        })
+        .collect();
+    m.insert("referrers".into(), Value::Array(referrers));
+    let changed: Vec<Value> = ev
+        .changed
+        .iter()
+        .map(|c| {
+            let mut o = Map::new();
+            path_fields(&mut o, "path", &c.path);
+            o.insert("what".into(), json!(c.kind.as_str()));
+            o.insert("time".into(), json!(rfc3339_millis(c.at)));
+            o.insert(
+                "seconds_before_first_failure".into(),
+                round2(c.seconds_before(f.first_seen)),
+            );
+            Value::Object(o)
+        })
+        .collect();
+    m.insert("changed".into(), Value::Array(changed));
+    m.insert(
+        "fix".into(),
+        ev.plan.as_ref().map_or(Value::Null, super::fix::json_of),
+    );
     Value::Object(m)
 }
 

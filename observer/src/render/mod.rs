@@ -2,6 +2,7 @@
 //! [`json`] for machines, a path's [`timeline`] from the history; [`width`] fits text to a
 //! terminal. Every name that came from a watched process is escaped on the way out.
 
+pub(crate) mod fix;
 pub(crate) mod json;
 pub(crate) mod live;
 mod table;
@@ -70,7 +71,10 @@ mod tests {
     use super::table::{TableOpts, table};
     use super::width::width_of;
     use super::*;
-    use crate::model::{Hint, HintKind, OpenMode, Ranked, Reason, Syscall, Totals};
+    use crate::model::{Evidence, Hint, HintKind, OpenMode, Ranked, Reason, Syscall, Totals};
+    use crate::report::changed::{Change, ChangeKind};
+    use crate::report::fix::{Action, Fix, Plan, Reload};
+    use crate::report::referrers::{Directive, Referrer, Target};
     use crate::testutil::{failure, golden, golden_json, t0};
     use serde_json::{Value, json};
     use std::time::Duration;
@@ -81,10 +85,66 @@ mod tests {
             message: message.into(),
             suggestion: suggestion.map(Into::into),
             weight,
+            remedy: None,
         }
     }
 
     const HOSTILE: &[u8] = b"/var/www/html/\x1b[31mred\nline\xff\xfe.php";
+
+    /// The first row's referrer, what changed, and its fix.
+    fn require_evidence() -> Evidence {
+        let file = bytes::Bytes::from_static(b"/var/www/html/wp-content/plugins/shop/shop.php");
+        let text = b"    require_once __DIR__ . '/class-shop.phpp';".to_vec();
+        Evidence {
+            referrers: vec![Referrer {
+                file: file.clone(),
+                line: 12,
+                text: text.clone(),
+                span: (30, 46),
+                target: Target::File,
+                components: 1,
+                directive: Some(Directive::Require),
+            }],
+            changed: vec![Change {
+                path: file.clone(),
+                kind: ChangeKind::Modified,
+                at: t0() - Duration::from_secs(4),
+                before_first: true,
+            }],
+            plan: Some(Plan::Fix(Fix {
+                action: Action::EditLine {
+                    file,
+                    line: 12,
+                    old: text,
+                    new: b"    require_once __DIR__ . '/class-shop.php';".to_vec(),
+                },
+                reload: Some(Reload::Unit("apache2.service".into())),
+                why: "did you mean /var/www/html/wp-content/plugins/shop/class-shop.php (exists)"
+                    .into(),
+            })),
+        }
+    }
+
+    /// The second row's fix: a permission, reloading PHP-FPM's master outside systemd.
+    fn denied_evidence() -> Evidence {
+        Evidence {
+            plan: Some(Plan::Fix(Fix {
+                action: Action::Permission {
+                    path: b"/etc/app/config.php".to_vec(),
+                    chgrp: Some("4242420".into()),
+                    chmod: "g+r".into(),
+                },
+                reload: Some(Reload::Signal {
+                    pid: 4100,
+                    comm: "php-fpm8.2".into(),
+                    signal: "USR2",
+                }),
+                why: "uid 4242420 cannot read /etc/app/config.php (-rw------- 0600 root:root)"
+                    .into(),
+            })),
+            ..Evidence::default()
+        }
+    }
 
     /// A fixed report: no filesystem, no clock, no NSS beyond uid/gid 0.
     fn fixture() -> (Vec<Ranked>, Totals) {
@@ -147,6 +207,7 @@ mod tests {
                     ),
                     3.0,
                 )],
+                evidence: require_evidence(),
             },
             Ranked {
                 rank: 2,
@@ -166,6 +227,7 @@ mod tests {
                     ),
                     3.0,
                 )],
+                evidence: denied_evidence(),
             },
             Ranked {
                 rank: 3,
@@ -177,6 +239,7 @@ mod tests {
                     Reason::PresentFromStart,
                 ],
                 hints: vec![],
+                evidence: Default::default(),
             },
             Ranked {
                 rank: 4,
@@ -193,6 +256,7 @@ mod tests {
                     None,
                     0.3,
                 )],
+                evidence: Default::default(),
             },
             Ranked {
                 rank: 5,
@@ -205,6 +269,7 @@ mod tests {
                     Reason::ProbePattern(".htaccess"),
                 ],
                 hints: vec![],
+                evidence: Default::default(),
             },
         ];
         let totals = Totals {
@@ -318,6 +383,27 @@ mod tests {
         assert_eq!(row["view"], "private");
         assert_eq!(v["paths"][2]["unit"], "apache2.service");
         assert_eq!(v["paths"][2]["view"], "host");
+    }
+
+    #[test]
+    fn fixes_as_puppet_and_shell_goldens() {
+        let (mut r, t) = fixture();
+        // A row observer has no sure fix for says why, and changes nothing.
+        r[3].evidence.plan = Some(Plan::NotConfident(
+            "nothing says what the right file is".into(),
+        ));
+        let rep = report(&r, &t);
+        let pp = fix::puppet(&rep);
+        golden("fix.pp", &pp);
+        golden("fix.sh", &fix::shell(&rep));
+        assert!(pp.contains("notify      => Exec['observer: reload apache2.service']"));
+        let j = document(&rep, None);
+        assert_eq!(j["paths"][0]["fix"]["kind"], "edit_line");
+        assert_eq!(j["paths"][0]["fix"]["line"], 12);
+        assert_eq!(j["paths"][0]["referrers"][0]["directive"], "require");
+        assert_eq!(j["paths"][1]["fix"]["reload"]["signal"], "USR2");
+        assert_eq!(j["paths"][3]["fix"]["kind"], "none");
+        assert_eq!(j["paths"][4]["fix"], Value::Null);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::report::HistorySource;
 
 use super::width::{pad_left, pad_right, width_of};
 use super::{gaps_line, local};
+use crate::time::local_clock;
 
 /// Options for [`table`].
 #[derive(Clone, Debug)]
@@ -217,6 +218,31 @@ pub(super) fn table(
                     let _ = writeln!(out, "        fix: {}", sanitize_text(s));
                 }
             }
+            for x in &r.evidence.referrers {
+                let _ = writeln!(
+                    out,
+                    "      named at: {}:{}  {}",
+                    escape_path(&x.file),
+                    x.line,
+                    escape_path(&x.shown())
+                );
+            }
+            for c in &r.evidence.changed {
+                let first = r.failure.first_seen;
+                let s = c.seconds_before(first);
+                let when = if s >= 0.0 {
+                    format!("{s:.0} s before the first failure")
+                } else {
+                    format!("{:.0} s after the first failure", -s)
+                };
+                let _ = writeln!(
+                    out,
+                    "      changed: {} {} {}, {when}",
+                    escape_path(&c.path),
+                    c.kind.as_str(),
+                    local_clock(c.at, first)
+                );
+            }
         }
     }
     out
@@ -277,6 +303,7 @@ mod tests {
             score: 1.0,
             reasons: vec![],
             hints: vec![],
+            evidence: Default::default(),
         };
         assert_eq!(cells(&r, 3).path, "(path unreadable: bad pointer)");
     }

@@ -10,9 +10,12 @@
 //! A [`Report`] is what stage 5 renders: the ranked rows, the totals, the capture window, and,
 //! from the history, where it comes from.
 
+pub(crate) mod changed;
+pub(crate) mod fix;
 mod hints;
 mod probe;
 mod rank;
+pub(crate) mod referrers;
 pub(crate) mod score;
 mod walk;
 
@@ -59,12 +62,14 @@ pub(crate) struct HistorySource {
 }
 
 impl Report {
-    /// Ranks `failures` (hints are checked against the live filesystem now).
+    /// Ranks `failures` (hints are checked against the live filesystem now; referrers are
+    /// searched in `opened`, the files the processes read).
     pub(crate) fn ranked(
         failures: Vec<Failure>,
         totals: Totals,
         ctx: &RankContext,
         env: &HintEnv,
+        opened: &[crate::opened::OpenedFile],
         watched: Option<&Watched>,
         history: Option<HistorySource>,
     ) -> Report {
@@ -76,7 +81,7 @@ impl Report {
             None => (ctx.window_start, ctx.now),
         };
         Report {
-            ranked: rank::rank(failures, ctx, env),
+            ranked: rank::rank(failures, ctx, env, opened),
             totals,
             started,
             ended,

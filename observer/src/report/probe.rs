@@ -10,6 +10,24 @@ pub(crate) fn is_library(path: &[u8]) -> bool {
     base.ends_with(b".so") || base.windows(4).any(|w| w == b".so.")
 }
 
+/// A failing open that reads nothing: of a directory (`opendir`, `scandir`: `O_DIRECTORY`), or
+/// of a path only (`O_PATH`: systemd's chase() walks `/run/host/userdb` that way). It looks
+/// whether an optional directory is there. The label says which.
+pub(crate) fn lookup_probe(f: &Failure) -> Option<&'static str> {
+    const O_DIRECTORY: u64 = 0o200000;
+    const O_PATH: u64 = 0o10000000;
+    if f.intents().contains(&IntentKey::Exec) {
+        return None;
+    }
+    if f.open_flags & O_PATH != 0 {
+        Some("O_PATH lookup")
+    } else if f.open_flags & O_DIRECTORY != 0 {
+        Some("directory probe")
+    } else {
+        None
+    }
+}
+
 /// True when the row only stat'ed or access'ed the path (no open, no exec).
 pub(crate) fn probe_only(f: &Failure) -> bool {
     let i = f.intents();

@@ -3,10 +3,18 @@
 
 use std::cmp::Ordering;
 
-use crate::model::{Failure, RankContext, Ranked};
-use crate::place::ViewRef;
+use std::collections::HashMap;
+
+use crate::model::{Evidence, Failure, Hint, IntentKey, RankContext, Ranked};
+use crate::opened::OpenedFile;
+use crate::place::{Place, ViewRef};
+use crate::report::changed::changes;
+use crate::report::fix::{Reload, STRONG, plan, reload_of, wanted};
 use crate::report::hints::{HintEnv, Memo, hints_with};
+use crate::report::probe::{lookup_probe, probe_pattern};
+use crate::report::referrers::{Budget, Library, referrers};
 use crate::report::score::{errno_weight, score};
+use crate::report::walk::{self, Outcome, dirname, join_child};
 
 /// Computes hints against the live filesystem, scores, sorts (best first) and numbers the rows.
 ///
@@ -18,8 +26,15 @@ use crate::report::score::{errno_weight, score};
 ///
 /// `env` checks the host's rows; a row seen in another view (a container, a private /tmp) is
 /// checked in that view, with an environment and a memo of its own.
-pub(crate) fn rank(failures: Vec<Failure>, ctx: &RankContext, env: &HintEnv) -> Vec<Ranked> {
+pub(crate) fn rank(
+    failures: Vec<Failure>,
+    ctx: &RankContext,
+    env: &HintEnv,
+    opened: &[OpenedFile],
+) -> Vec<Ranked> {
     let mut memo = Memo::default();
+    let mut library = Library::default();
+    let mut budget = Budget::new();
     let mut views: Vec<(ViewRef, Option<HintEnv>, Memo)> = Vec::new();
     let mut out: Vec<Ranked> = failures
         .into_iter()
@@ -37,21 +52,93 @@ pub(crate) fn rank(failures: Vec<Failure>, ctx: &RankContext, env: &HintEnv) -> 
                 let (_, env, memo) = &mut views[i];
                 hints_with(&f, env.as_ref(), memo)
             };
-            let (score, reasons) = score(&f, ctx, &hints);
+            let evidence = if ctx.evidence && actionable(&f) {
+                let root = if f.view.is_host() {
+                    Some(env.root.as_path())
+                } else {
+                    f.view.root()
+                };
+                search(&f, &hints, root, opened, &mut library, &mut budget, ctx)
+            } else {
+                Evidence::default()
+            };
+            let (score, reasons) = score(&f, ctx, &hints, &evidence);
             Ranked {
                 rank: 0,
                 failure: f,
                 score,
                 reasons,
                 hints,
+                evidence,
             }
         })
         .collect();
     out.sort_by(compare);
+    // The fixes, for the culprits worth one; each reloads its processes' service.
+    let mut reloads: HashMap<(Vec<String>, Place), Option<Reload>> = HashMap::new();
     for (i, r) in out.iter_mut().enumerate() {
         r.rank = i + 1;
+        if ctx.evidence && actionable(&r.failure) && wanted(&r.hints, &r.evidence.referrers) {
+            let f = &r.failure;
+            let comms: Vec<String> = f.comms.iter().cloned().collect();
+            let pids: Vec<u32> = f.pids.iter().copied().collect();
+            let reload = reloads
+                .entry((comms.clone(), f.place.clone()))
+                .or_insert_with(|| reload_of(&comms, &f.place, &pids))
+                .clone();
+            r.evidence.plan = Some(plan(f, &r.hints, &r.evidence.referrers, reload));
+        }
     }
     out
+}
+
+/// Is `f` a failure whose reference is worth looking for: a file the process meant to open or
+/// run (not a probe), missing, denied or unreachable, with a path that means something?
+fn actionable(f: &Failure) -> bool {
+    let intents = f.intents();
+    matches!(
+        f.errno,
+        libc::ENOENT | libc::ENOTDIR | libc::EACCES | libc::EPERM | libc::ELOOP
+    ) && !f.unresolved
+        && !f.truncated
+        && f.path.starts_with(b"/")
+        && probe_pattern(f).is_none()
+        && lookup_probe(f).is_none()
+        && (intents.contains(&IntentKey::Open) || intents.contains(&IntentKey::Exec))
+}
+
+/// The referrers of `f` and what changed around it. `root` is where its view's files are.
+fn search(
+    f: &Failure,
+    hints: &[Hint],
+    root: Option<&std::path::Path>,
+    opened: &[OpenedFile],
+    library: &mut Library,
+    budget: &mut Budget,
+    ctx: &RankContext,
+) -> Evidence {
+    // The first missing directory on the path, and the deepest one that exists.
+    let (missing, dir) = match root.map(|r| walk::walk(r, &f.path, true).outcome) {
+        Some(Outcome::Missing {
+            parent, name, rest, ..
+        }) if !rest.is_empty() => (Some(join_child(&parent, &name)), Some(parent)),
+        Some(Outcome::Missing { parent, .. }) => (None, Some(parent)),
+        _ => (None, Some(dirname(&f.path).to_vec())),
+    };
+    let refs = referrers(f, missing.as_deref(), opened, library, budget);
+    // Files change all the time: a change is worth showing next to a culprit, one a line names
+    // or a strong hint backs, not next to any miss.
+    let backed = !refs.is_empty() || hints.iter().any(|h| h.weight >= STRONG);
+    let changed = if backed {
+        changes(f, &refs, dir.as_deref(), ctx.now)
+    } else {
+        Vec::new()
+    };
+    Evidence {
+        referrers: refs,
+        changed,
+        plan: None,
+    }
 }
 
 fn compare(a: &Ranked, b: &Ranked) -> Ordering {
@@ -100,6 +187,61 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_include_outranks_a_frequent_optional_opendir_and_its_line_is_found() {
+        use crate::opened::OpenedFile;
+        use crate::place::Place;
+        use crate::report::fix::Plan;
+        let t = TempDir::new();
+        t.mkdir("conf/conf-available");
+        t.mkdir("theme");
+        let inc = t.abs("conf/conf-available/security.conf");
+        t.write(
+            "conf/apache2.conf",
+            &format!("ServerRoot /etc/apache2\n# Include {inc}\nInclude {inc}\n"),
+        );
+        let include = failure(&inc, libc::ENOENT, &[(Syscall::Openat, 1)]);
+        let mut langs = failure(
+            &t.abs("theme/languages"),
+            libc::ENOENT,
+            &[(Syscall::Openat, 400)],
+        );
+        langs.open_flags = 0o200000; // O_DIRECTORY: opendir()
+        let opened = [OpenedFile {
+            path: t.abs("conf/apache2.conf").into(),
+            place: Place::default(),
+        }];
+        let r = rank(vec![langs, include], &ctx(), &env(&t), &opened);
+        assert_eq!(position(&r, &inc), 0, "{}", dump(&r));
+        let top = &r[0];
+        assert!(
+            top.reasons.contains(&Reason::NamedBy("Include")),
+            "{:?}",
+            top.reasons
+        );
+        let refs = &top.evidence.referrers;
+        assert_eq!(
+            refs.len(),
+            1,
+            "the commented line is not a referrer: {refs:?}"
+        );
+        assert_eq!(refs[0].line, 3);
+        // Nothing like it exists: the Include is commented out.
+        let Some(Plan::Fix(fix)) = &top.evidence.plan else {
+            panic!("{:?}", top.evidence.plan)
+        };
+        assert!(fix.why.contains("commented out"), "{fix:?}");
+        let probe = &r[1];
+        assert!(
+            probe
+                .reasons
+                .contains(&Reason::LookupProbe("directory probe")),
+            "{:?}",
+            probe.reasons
+        );
+        assert_eq!(probe.evidence.plan, None, "a probe gets no fix");
+    }
+
+    #[test]
     fn misspelled_require_beats_frequent_optional_probes() {
         let t = TempDir::new();
         t.write("www/inc/class-x.php", "<?php");
@@ -122,7 +264,7 @@ mod tests {
                 &[(sc, 500)],
             ));
         }
-        let r = rank(rows, &ctx(), &env(&t));
+        let r = rank(rows, &ctx(), &env(&t), &[]);
         assert_eq!(
             position(&r, &t.abs("www/inc/class-x.phpp")),
             0,
@@ -165,7 +307,7 @@ mod tests {
         ] {
             rows.push(failure(p, libc::ENOENT, &[(Syscall::Openat, 50)]));
         }
-        let r = rank(rows, &ctx(), &env(&t));
+        let r = rank(rows, &ctx(), &env(&t), &[]);
         assert_eq!(position(&r, &t.abs("modules/mod_x.so")), 0, "{}", dump(&r));
         assert!(r[0].reasons.contains(&Reason::LibraryLoad));
         assert!(
@@ -201,7 +343,7 @@ mod tests {
                 libc::ENOENT,
                 &[(Syscall::Newfstatat, 1000)],
             );
-            let r = rank(vec![probe, denied], &ctx(), &env(&t));
+            let r = rank(vec![probe, denied], &ctx(), &env(&t), &[]);
             assert_eq!(
                 position(&r, &t.abs("etc/app/config.php")),
                 0,
@@ -237,7 +379,7 @@ mod tests {
             libc::ENOENT,
             &[(Syscall::Openat, 3)],
         );
-        let r = rank(vec![hta, under_file, missing], &ctx(), &env(&t));
+        let r = rank(vec![hta, under_file, missing], &ctx(), &env(&t), &[]);
         assert_eq!(r.len(), 3);
         assert_eq!(
             position(&r, &t.abs("www/lib/helper.php")),
@@ -262,7 +404,7 @@ mod tests {
         new.first_seen = t0() + Duration::from_secs(300);
         new.last_seen = new.first_seen;
         let c = ctx();
-        let r = rank(vec![old, new], &c, &env(&t));
+        let r = rank(vec![old, new], &c, &env(&t), &[]);
         assert_eq!(position(&r, &t.abs("a/new.php")), 0, "{}", dump(&r));
         let since = Reason::NewSince(local_clock(t0() + Duration::from_secs(300), c.now));
         assert!(r[0].reasons.contains(&since), "{:?}", r[0].reasons);
@@ -286,7 +428,7 @@ mod tests {
             libc::ENOENT,
             crate::place::Place::default(),
         )]));
-        let r = rank(vec![always, fresh], &c, &env(&t));
+        let r = rank(vec![always, fresh], &c, &env(&t), &[]);
         assert_eq!(position(&r, &t.abs("a/fresh.php")), 0, "{}", dump(&r));
         assert!(r[1].reasons.contains(&Reason::HasAlwaysFailed));
         assert!(

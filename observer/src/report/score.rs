@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use crate::model::Evidence;
 use crate::model::{Failure, Hint, HintKind, IntentKey, OpenMode, RankContext, Reason, Syscall};
-use crate::report::probe::{is_library, probe_only, probe_pattern};
+use crate::report::fix::STRONG;
+use crate::report::probe::{is_library, lookup_probe, probe_only, probe_pattern};
 use crate::time::local_clock;
 
 // ---- Intent: what the call wanted from the file ----
@@ -35,6 +37,13 @@ pub(crate) const W_PROBE: f64 = -3.0;
 /// Failures first seen within this many seconds of the start count as "present from the start"
 /// (they were failing before observer was started), not as new.
 pub(crate) const WARMUP_SECS: u64 = 5;
+
+// ---- Evidence around the culprit ----
+/// A line that loads files (`require`, `Include`, `LoadModule`, `extension`) names it.
+pub(crate) const W_NAMED: f64 = 2.0;
+/// It, a referrer or its directory changed shortly before the first failure (with a referrer or
+/// a strong hint: a change alone is everyday life).
+pub(crate) const W_CHANGED: f64 = 1.0;
 
 // ---- Hints: the sum of their weights, clamped ----
 pub(crate) const HINTS_MIN: f64 = -3.0;
@@ -104,16 +113,18 @@ pub(crate) fn scoring_doc() -> String {
 Each distinct (path, errno, place) row gets a score; the highest comes first. The score is a
 plain sum, and every term that applies is shown to the operator as a short reason ("why: ...").
 
-    score = intent + errno + novelty + rate + probe + hints
+    score = intent + errno + novelty + rate + probe + hints + named + changed
 
 | term | value | reason shown |
 |------|-------|--------------|
-| intent | exec {exec}; open of a library (`*.so`, `*.so.*`) {lib}; other open {open} (a row with an open *and* stats on the same path, like PHP's `require` of a missing file, counts as an open); stat {stat}; access {access} | `failed exec`, `library load`, `failed open (read)`, `stat probe`, `access probe` |
+| intent | exec {exec}; open of a library (`*.so`, `*.so.*`) {lib}; other open {open} (a row with an open *and* stats on the same path, like PHP's `require` of a missing file, counts as an open); an open that reads nothing, of a directory (`O_DIRECTORY`: `opendir`) or a path (`O_PATH`), {stat} like a stat; stat {stat}; access {access} | `failed exec`, `library load`, `failed open (read)`, `directory probe`, `O_PATH lookup`, `stat probe`, `access probe` |
 | errno | EACCES, EPERM, ELOOP, EMFILE, ENFILE {e_denied}; ENAMETOOLONG, EROFS {e_limit}; ENOENT and others {e_other}; EISDIR {e_isdir}; ENOTDIR {e_notdir} (typical of `<file>/.htaccess`) | `permission denied`, `not found`, ... |
 | novelty | ad-hoc: +{novelty} if first seen more than the warm-up after capture start, else 0; history: +{novelty} if the (path, errno, place) is not in the baseline, -{novelty} if it is | `new since 12:03:10`, `present from start`, `has always failed` |
 | rate | {w_rate} × log10(1 + count), at most {rate_max}: {r1} for 1 call, {r100} for 100, {r1000} for 1000, {rate_max} from 10^4 on. It orders rows that are otherwise alike and never outweighs the kind of call | (the COUNT column) |
 | probe | {probe} for known benign lookups (below) | `probe pattern (.htaccess)` |
 | hints | sum of the weights of the live-filesystem hints, clamped to [{hmin}, {hmax}]; positive weights count half for stat/access-only rows and for probe patterns | `near-identical file exists`, `package file missing`, `denied by permissions`, `exists now`, ... |
+| named | +{named} when a line that loads files names it, in a file the processes read: `require`, Apache's `Include` and `LoadModule`/`LoadFile`, php.ini's `extension`, `zend_extension` and `extension_dir` (not `IncludeOptional` nor PHP's `include`, whose misses are not fatal) | `named by Include`, ... |
+| changed | +{changed} when the file, a line that names it or its directory changed in the 30 minutes before its first failure, for a row with such a line or a strong hint (a change alone is everyday life) | `changed before the first failure` |
 
 Hint weights: a near-identical name in the same directory (typo, case, extension variant) {near};
 under a mistyped directory, a corrected path that exists {near_dir} (only a similar directory: {similar_dir});
@@ -178,6 +189,8 @@ rate - {probe_abs}).
         parent = w(H_PARENT_MISSING),
         not_dir = w(H_NOT_DIR),
         exists = w(H_EXISTS_NOW),
+        named = w(W_NAMED),
+        changed = w(W_CHANGED),
         elsewhere = w(H_FOUND_ELSEWHERE),
         allowed = w(H_ALLOWED_NOW),
         resolves = w(H_RESOLVES_NOW),
@@ -202,6 +215,9 @@ fn intent(f: &Failure) -> (f64, Reason) {
         return (W_EXEC, Reason::FailedExec);
     }
     if intents.contains(&IntentKey::Open) {
+        if let Some(what) = lookup_probe(f) {
+            return (W_STAT, Reason::LookupProbe(what));
+        }
         if is_library(&f.path) {
             return (W_LIBRARY, Reason::LibraryLoad);
         }
@@ -235,8 +251,14 @@ fn hint_reason(h: &Hint) -> Option<Reason> {
     })
 }
 
-/// The score of one row given its hints, and the reasons shown for it.
-pub(crate) fn score(f: &Failure, ctx: &RankContext, hints: &[Hint]) -> (f64, Vec<Reason>) {
+/// The score of one row given its hints and the evidence around it, and the reasons shown for
+/// it.
+pub(crate) fn score(
+    f: &Failure,
+    ctx: &RankContext,
+    hints: &[Hint],
+    evidence: &Evidence,
+) -> (f64, Vec<Reason>) {
     let mut reasons = Vec::new();
     let (wi, ri) = intent(f);
     reasons.push(ri);
@@ -299,7 +321,30 @@ pub(crate) fn score(f: &Failure, ctx: &RankContext, hints: &[Hint]) -> (f64, Vec
         0.0
     };
 
-    (wi + we + novelty + rate(f.count) + probe + hsum, reasons)
+    let named = evidence
+        .referrers
+        .iter()
+        .filter_map(|r| r.directive)
+        .find(|d| d.required());
+    let wn = match named {
+        Some(d) => {
+            reasons.push(Reason::NamedBy(d.as_str()));
+            W_NAMED
+        }
+        None => 0.0,
+    };
+    let backed = !evidence.referrers.is_empty() || hints.iter().any(|h| h.weight >= STRONG);
+    let wc = if backed && evidence.changed.iter().any(|c| c.before_first) {
+        reasons.push(Reason::ChangedBefore);
+        W_CHANGED
+    } else {
+        0.0
+    };
+
+    (
+        wi + we + novelty + rate(f.count) + probe + hsum + wn + wc,
+        reasons,
+    )
 }
 
 #[cfg(test)]
@@ -316,10 +361,11 @@ mod tests {
             libc::ENOENT,
             &[(Syscall::Newfstatat, 1_000_000)],
         );
-        assert!(score(&once, &c, &[]).0 > score(&many, &c, &[]).0);
+        let e = Evidence::default();
+        assert!(score(&once, &c, &[], &e).0 > score(&many, &c, &[], &e).0);
         let zero = failure("/x/c.php", libc::ENOENT, &[]);
         let mut z = zero.clone();
         z.count = 0;
-        assert!(score(&z, &c, &[]).0.is_finite());
+        assert!(score(&z, &c, &[], &e).0.is_finite());
     }
 }

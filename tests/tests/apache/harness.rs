@@ -26,7 +26,13 @@ pub(crate) const EXTENSION: &str = "calendar.so";
 /// What the suite needs; `apt-get install` runs only for the missing ones. `php-fpm` is
 /// Debian's default PHP-FPM (`php8.2-fpm` on Debian 12); its service is not started (the suite
 /// runs its own pool), and the system's is never touched.
-pub(crate) const PACKAGES: [&str; 4] = ["apache2", "libapache2-mod-php", "php-fpm", "strace"];
+pub(crate) const PACKAGES: [&str; 5] = [
+    "apache2",
+    "libapache2-mod-php",
+    "php-fpm",
+    "strace",
+    "puppet",
+];
 
 /// How the private Apache serves PHP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,10 +74,10 @@ pub(crate) fn deb_installed(pkg: &str) -> bool {
 
 /// While it lives, Debian's maintainer scripts start no service (`policy-rc.d` exits 101): a
 /// package installed for the suite must not start the system's Apache or PHP-FPM.
-struct NoServiceStarts(Option<PathBuf>);
+pub(crate) struct NoServiceStarts(Option<PathBuf>);
 
 impl NoServiceStarts {
-    fn new() -> NoServiceStarts {
+    pub(crate) fn new() -> NoServiceStarts {
         let p = Path::new("/usr/sbin/policy-rc.d");
         if p.exists() {
             return NoServiceStarts(None);
@@ -274,6 +280,38 @@ impl Drop for MovedAway {
                 self.from.display(),
                 self.to.display()
             );
+        }
+    }
+}
+
+/// A test process killed mid-scenario (SIGKILL, a closed pipe) skips its guards: its Apache and
+/// PHP-FPM would run on, and be watched by every later scenario. They are known by their
+/// configuration under `/tmp/observer-e2e-<pid>-N` and a test pid that is gone; killed here.
+pub(crate) fn reap_orphans() {
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let Some(at) = cmdline.find("observer-e2e-") else {
+            continue;
+        };
+        let owner: Option<u32> = cmdline[at + "observer-e2e-".len()..]
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok());
+        if let Some(owner) = owner
+            && owner != std::process::id()
+            && !Path::new(&format!("/proc/{owner}")).exists()
+        {
+            eprintln!(
+                "apache e2e: killing {pid}, left by the dead test process {owner}: {cmdline}"
+            );
+            // SAFETY: signalling a process of a dead run of this suite.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }
 }
@@ -520,6 +558,7 @@ impl Apache {
         packages_ready();
         let mut lock = Some(suite_lock());
         restore_parked();
+        reap_orphans();
         // The port is free when picked; should something take it before Apache binds, pick again.
         for attempt in 1..=3 {
             let mut a = Apache::spawn(lock.take().expect("lock"), stack, confined);
@@ -978,4 +1017,95 @@ pub(crate) fn live_procs_where(field: usize, value: u32) -> Vec<u32> {
     }
     out.sort();
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applying observer's fix with Puppet
+// ---------------------------------------------------------------------------------------------
+
+/// What applying a manifest took.
+pub(crate) struct Applied {
+    pub(crate) first: Duration,
+    pub(crate) second: Duration,
+}
+
+impl Apache {
+    /// `puppet` with its state under this instance's root (never the system's /etc/puppet or
+    /// /var/cache/puppet).
+    fn puppet(&self, args: &[&str]) -> Output {
+        let base = self.root.join("puppet");
+        let mut c = Command::new("puppet");
+        c.args(args)
+            .arg("--confdir")
+            .arg(base.join("etc"))
+            .arg("--vardir")
+            .arg(base.join("var"))
+            .arg("--logdir")
+            .arg(base.join("log"))
+            .arg("--rundir")
+            .arg(base.join("run"))
+            .arg("--codedir")
+            .arg(base.join("code"))
+            .env("HOME", &base)
+            .stdin(Stdio::null());
+        c.output().expect("run puppet")
+    }
+
+    /// Validates `manifest`, applies it (it must change something, without an error), waits
+    /// until `healed` says the service is healthy again, and applies it a second time, which
+    /// must change nothing (`--detailed-exitcodes`: 0).
+    pub(crate) fn apply_fix(&self, manifest: &str, healed: impl Fn() -> bool) -> Applied {
+        let file = self.root.join("fix.pp");
+        fs::write(&file, manifest).unwrap();
+        let f = file.to_str().unwrap();
+        let v = self.puppet(&["parser", "validate", f]);
+        assert!(
+            v.status.success(),
+            "puppet parser validate: {}\n{manifest}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+        let _no_starts = NoServiceStarts::new();
+        let t0 = Instant::now();
+        let a = self.puppet(&["apply", "--detailed-exitcodes", f]);
+        let first = t0.elapsed();
+        assert_eq!(
+            a.status.code(),
+            Some(2),
+            "the first puppet apply must change something and fail nothing:\n{}{}\n{manifest}",
+            String::from_utf8_lossy(&a.stdout),
+            String::from_utf8_lossy(&a.stderr)
+        );
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !healed() {
+            assert!(
+                Instant::now() < deadline,
+                "not healthy after the fix:\n{}\n{manifest}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let t1 = Instant::now();
+        let b = self.puppet(&["apply", "--detailed-exitcodes", f]);
+        let second = t1.elapsed();
+        assert_eq!(
+            b.status.code(),
+            Some(0),
+            "a second puppet apply must change nothing:\n{}{}\n{manifest}",
+            String::from_utf8_lossy(&b.stdout),
+            String::from_utf8_lossy(&b.stderr)
+        );
+        Applied { first, second }
+    }
+
+    /// Every page answers as on a healthy site.
+    pub(crate) fn is_healthy(&self) -> bool {
+        PAGES
+            .iter()
+            .all(|(page, want)| self.get(page).status == *want)
+    }
+
+    /// `apache2 -k graceful` succeeds (the configuration loads).
+    pub(crate) fn reloads(&self) -> bool {
+        self.graceful().status.success()
+    }
 }

@@ -37,6 +37,26 @@ pub(crate) fn dump(report: &Value) -> String {
                 h["suggestion"].as_str().unwrap_or("")
             ));
         }
+        for x in r["referrers"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "      ref[{}]: {}:{} {}\n",
+                x["directive"].as_str().unwrap_or("-"),
+                x["file"].as_str().unwrap_or("?"),
+                x["line"],
+                x["text"].as_str().unwrap_or("")
+            ));
+        }
+        for c in r["changed"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "      changed: {} {} ({} s before)\n",
+                c["path"].as_str().unwrap_or("?"),
+                c["what"].as_str().unwrap_or("?"),
+                c["seconds_before_first_failure"]
+            ));
+        }
+        if !r["fix"].is_null() {
+            s.push_str(&format!("      fix: {}\n", r["fix"]));
+        }
     }
     if rows(report).len() > 15 {
         s.push_str(&format!("... {} rows in all\n", rows(report).len()));
@@ -89,6 +109,12 @@ pub(crate) fn find<'a>(report: &'a Value, path: &str, errno: &str) -> Option<&'a
 /// The culprit never arrives alone: the healthy site's benign failures are in the report too,
 /// ranked below it and labelled as the probes they are.
 pub(crate) fn assert_benign_noise(report: &Value, apache: &Apache) {
+    assert_benign_rows(report, apache, true);
+}
+
+/// The healthy site's benign failures, reported and labelled; `below_culprit`: none of them on
+/// top (there is a culprit above them).
+pub(crate) fn assert_benign_rows(report: &Value, apache: &Apache, below_culprit: bool) {
     let expect = [
         (apache.www(".htaccess"), "ENOENT", Some(".htaccess")),
         (apache.www("docs/.htaccess"), "ENOENT", Some(".htaccess")),
@@ -116,7 +142,7 @@ pub(crate) fn assert_benign_noise(report: &Value, apache: &Apache) {
         let r = find(report, &path, errno)
             .unwrap_or_else(|| panic!("benign {path} {errno} not reported:\n{}", dump(report)));
         assert!(
-            r["rank"].as_u64() > Some(1),
+            !below_culprit || r["rank"].as_u64() > Some(1),
             "{path} ranked first:\n{}",
             dump(report)
         );
@@ -152,4 +178,50 @@ pub(crate) fn strong_hints(report: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// The line of `file` (1-based) that contains `needle`, as the fixture has it now.
+pub(crate) fn line_of(file: &std::path::Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in {}", file.display()))
+        + 1
+}
+
+/// Asserts `row` names `file`:`line` among its referrers, with `directive`; returns it.
+pub(crate) fn referrer<'a>(
+    report: &Value,
+    row: &'a Value,
+    file: &std::path::Path,
+    line: usize,
+    directive: &str,
+) -> &'a Value {
+    let file = file.to_str().unwrap();
+    row["referrers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["file"] == file && r["line"] == line)
+        .filter(|r| r["directive"] == directive)
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no referrer {file}:{line} ({directive}):\n{}",
+                path_str(row),
+                dump(report)
+            )
+        })
+}
+
+/// Asserts the row's fix is of `kind`; returns it.
+pub(crate) fn fix_of<'a>(report: &Value, row: &'a Value, kind: &str) -> &'a Value {
+    let f = &row["fix"];
+    assert_eq!(
+        f["kind"],
+        kind,
+        "{}: fix {f}\n{}",
+        path_str(row),
+        dump(report)
+    );
+    f
 }

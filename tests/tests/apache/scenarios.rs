@@ -34,6 +34,7 @@ pub(crate) fn deleted_module_so_is_first_at_reload_and_named_with_its_package(st
     let module = format!("{MODULES}/{SPELING}");
     let package = dpkg_owner(&module);
     let obs = Observer::start(&[]);
+    let fixer = Observer::start_with(&[], &["--fix", "puppet"]);
     apache.healthy(3);
     let moved = MovedAway::new(&module);
     let out = apache.graceful();
@@ -47,11 +48,28 @@ pub(crate) fn deleted_module_so_is_first_at_reload_and_named_with_its_package(st
     apache.healthy(1);
     // The report is made while the file is still missing, as it would be in the incident.
     let report = obs.stop();
+    let (manifest, _) = fixer.stop_raw();
     eprintln!("{}", dump(&report));
-    drop(moved);
-    assert!(Path::new(&module).is_file(), "{module} not restored");
 
     let top = culprit_first(&report, &module, "ENOENT", "apache2");
+    let conf = apache.path("conf/httpd.conf");
+    referrer(
+        &report,
+        top,
+        &conf,
+        line_of(&conf, "mod_speling.so"),
+        "LoadModule",
+    );
+    let fix = fix_of(&report, top, "reinstall");
+    assert_eq!(fix["packages"][0], package.as_str(), "{fix}");
+    let applied = apache.apply_fix(&manifest, || apache.reloads());
+    eprintln!(
+        "fix: reinstall {package}, applied in {:.1?}, second apply {:.1?}",
+        applied.first, applied.second
+    );
+    apache.healthy(1);
+    drop(moved);
+    assert!(Path::new(&module).is_file(), "{module} not restored");
     assert!(top["syscalls"]["openat"].as_u64() >= Some(1), "{top:#}");
     let h = hint(&report, top, "package_file_missing");
     assert_eq!(
@@ -74,11 +92,13 @@ pub(crate) fn unreadable_config_is_first_with_the_denying_file_and_the_workers_u
     let config = apache.www("config/app.php");
     let uid = www_data_uid();
     let obs = Observer::start(&[]);
+    let fixer = Observer::start_with(&[], &["--fix", "puppet"]);
     apache.healthy(3);
     // root:root 0600: "tightened" during maintenance.
     fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
     php_broken(&apache.browse(2));
     let report = obs.stop();
+    let (manifest, _) = fixer.stop_raw();
     eprintln!("{}", dump(&report));
 
     let top = culprit_first(&report, &config, "EACCES", &apache.php_comm());
@@ -98,6 +118,22 @@ pub(crate) fn unreadable_config_is_first_with_the_denying_file_and_the_workers_u
         "{h:#}"
     );
     assert_benign_noise(&report, &apache);
+    // The file itself is what the workers cannot read: the one that names it is not.
+    let boot = apache.path("www/app/bootstrap.php");
+    referrer(
+        &report,
+        top,
+        &boot,
+        line_of(&boot, "/config/app.php"),
+        "require",
+    );
+    let fix = fix_of(&report, top, "permission");
+    assert_eq!(fix["path"], config.as_str(), "{fix}");
+    let applied = apache.apply_fix(&manifest, || apache.is_healthy());
+    eprintln!(
+        "fix: {} {}, applied in {:.1?}, second apply {:.1?}",
+        fix["chgrp"], fix["chmod"], applied.first, applied.second
+    );
 }
 
 /// Scenario 3: an `Include` that points nowhere (a mistyped directory): the reload fails.
@@ -106,6 +142,7 @@ pub(crate) fn include_of_a_missing_file_is_first_at_reload_with_the_existing_one
     let good = apache.path("conf/sites-enabled/app.conf");
     let bad = apache.path("conf/sites-enable/app.conf");
     let obs = Observer::start(&[]);
+    let fixer = Observer::start_with(&[], &["--fix", "puppet"]);
     apache.healthy(3);
     apache.edit(
         "conf/httpd.conf",
@@ -121,9 +158,15 @@ pub(crate) fn include_of_a_missing_file_is_first_at_reload_with_the_existing_one
     );
     apache.healthy(1);
     let report = obs.stop();
+    let (manifest, _) = fixer.stop_raw();
     eprintln!("{}", dump(&report));
 
     let top = culprit_first(&report, bad.to_str().unwrap(), "ENOENT", "apache2");
+    let conf = apache.path("conf/httpd.conf");
+    let line = line_of(&conf, "sites-enable/app.conf\"");
+    referrer(&report, top, &conf, line, "Include");
+    let fix = fix_of(&report, top, "edit_line");
+    assert_eq!(fix["line"], line, "{fix}");
     assert!(top["syscalls"]["openat"].as_u64() >= Some(1), "{top:#}");
     let h = hint(&report, top, "near_match");
     assert_eq!(
@@ -137,6 +180,14 @@ pub(crate) fn include_of_a_missing_file_is_first_at_reload_with_the_existing_one
         "{h:#}"
     );
     assert_benign_noise(&report, &apache);
+    let applied = apache.apply_fix(&manifest, || apache.reloads());
+    eprintln!(
+        "fix: {}:{line} Include corrected, applied in {:.1?}, second apply {:.1?}",
+        conf.display(),
+        applied.first,
+        applied.second
+    );
+    apache.healthy(1);
 }
 
 /// Scenario 4: PHP's `extension_dir` mistyped by one digit: the extension does not load at the
@@ -146,6 +197,7 @@ pub(crate) fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling(
     let real = apache.ext_dir.clone();
     let wrong = mistyped_sibling(&real);
     let obs = Observer::start(&[]);
+    let fixer = Observer::start_with(&[], &["--fix", "puppet"]);
     apache.healthy(3);
     apache.edit(
         "php/php.ini",
@@ -173,6 +225,7 @@ pub(crate) fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling(
         assert_eq!(apache.get(page).status, want, "GET {page}");
     }
     let report = obs.stop();
+    let (manifest, _) = fixer.stop_raw();
     eprintln!("{}", dump(&report));
 
     let culprit = format!("{wrong}/{EXTENSION}");
@@ -203,6 +256,20 @@ pub(crate) fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling(
         "{p:#}"
     );
     assert_benign_noise(&report, &apache);
+    let ini = apache.path("php/php.ini");
+    let line = line_of(&ini, "extension_dir =");
+    referrer(&report, top, &ini, line, "extension_dir");
+    let fix = fix_of(&report, top, "edit_line");
+    assert_eq!(fix["line"], line, "{fix}");
+    let applied = apache.apply_fix(&manifest, || {
+        apache.get("/index.php/calendar").status == 200 && apache.is_healthy()
+    });
+    eprintln!(
+        "fix: {}:{line} extension_dir corrected, applied in {:.1?}, second apply {:.1?}",
+        ini.display(),
+        applied.first,
+        applied.second
+    );
 }
 
 /// Scenario 5: a misspelled `require` (`helpers.phpp` for `helpers.php`), with strace attached to
@@ -210,6 +277,7 @@ pub(crate) fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling(
 pub(crate) fn misspelled_require_is_first_naming_the_existing_file_and_strace_agrees(stack: Stack) {
     let apache = Apache::start(stack);
     let obs = Observer::start(&[]);
+    let fixer = Observer::start_with(&[], &["--fix", "puppet"]);
     let pids = apache.pids();
     let strace = Strace::attach(&pids, apache.path("logs/strace.txt"));
     apache.healthy(3);
@@ -225,6 +293,7 @@ pub(crate) fn misspelled_require_is_first_naming_the_existing_file_and_strace_ag
         })
         .collect();
     let report = obs.stop();
+    let (manifest, _) = fixer.stop_raw();
     eprintln!("{}", dump(&report));
 
     let culprit = apache.www("app/helpers.phpp");
@@ -242,6 +311,11 @@ pub(crate) fn misspelled_require_is_first_naming_the_existing_file_and_strace_ag
         "{h:#}"
     );
     assert_benign_noise(&report, &apache);
+    let boot = apache.path("www/app/bootstrap.php");
+    let line = line_of(&boot, "/helpers.phpp'");
+    referrer(&report, top, &boot, line, "require");
+    let fix = fix_of(&report, top, "edit_line");
+    assert_eq!(fix["new"], "require __DIR__ . '/helpers.php';", "{fix}");
 
     // The oracle: the same (path, errno) pairs, and the same number of failing calls each.
     let cwd = |pid: u32| cwds.get(&pid).cloned().unwrap_or_else(|| b"/".to_vec());
@@ -293,6 +367,13 @@ pub(crate) fn misspelled_require_is_first_naming_the_existing_file_and_strace_ag
         by_strace.len(),
         by_strace.values().sum::<u64>()
     );
+    let applied = apache.apply_fix(&manifest, || apache.is_healthy());
+    eprintln!(
+        "fix: {}:{line} require corrected, applied in {:.1?}, second apply {:.1?}",
+        boot.display(),
+        applied.first,
+        applied.second
+    );
 }
 
 /// Scenario 6: a healthy site, reloaded once: its failures are all benign, and nothing gets a
@@ -300,6 +381,7 @@ pub(crate) fn misspelled_require_is_first_naming_the_existing_file_and_strace_ag
 pub(crate) fn healthy_site_has_no_strong_hint_on_anything(stack: Stack) {
     let apache = Apache::start(stack);
     let obs = Observer::start(&[]);
+    let fixer = Observer::start_with(&[], &["--fix", "puppet"]);
     apache.healthy(3);
     apache.reload();
     if stack == Stack::Fpm {
@@ -307,9 +389,24 @@ pub(crate) fn healthy_site_has_no_strong_hint_on_anything(stack: Stack) {
     }
     apache.healthy(2);
     let report = obs.stop();
+    let (manifest, _) = fixer.stop_raw();
     eprintln!("{}", dump(&report));
+    assert!(
+        manifest.contains("# Nothing to change.")
+            && !manifest.contains("exec {")
+            && !manifest.contains("file {"),
+        "a healthy site gets no fix:\n{manifest}"
+    );
+    for r in rows(&report) {
+        assert!(
+            r["fix"].is_null() || r["fix"]["kind"] == "none",
+            "a healthy site gets no fix: {}\n{}",
+            path_str(r),
+            dump(&report)
+        );
+    }
 
-    assert_benign_noise(&report, &apache);
+    assert_benign_rows(&report, &apache, false);
     let strong = strong_hints(&report);
     assert!(
         strong.is_empty(),
@@ -347,13 +444,15 @@ pub(crate) fn same_answers_with_and_without_observer_and_the_table_puts_the_culp
                 }
             }
         }
-        fs::write(&bootstrap, &original).unwrap();
         answers
     };
     let without = session(&apache);
+    fs::write(&bootstrap, &original).unwrap();
     let obs = Observer::start_with(&[], &["--format", "table", "--top", "12"]);
     let with = session(&apache);
+    // The report is made while the deploy is still broken, as in the incident.
     let (table, _) = obs.stop_raw();
+    fs::write(&bootstrap, &original).unwrap();
     assert_eq!(without.len(), with.len());
     for (a, b) in without.iter().zip(&with) {
         assert_eq!(
@@ -392,5 +491,14 @@ pub(crate) fn same_answers_with_and_without_observer_and_the_table_puts_the_culp
     assert!(
         row_block.iter().any(|l| l.trim() == hint_line),
         "{hint_line:?} under the first row:\n{table}"
+    );
+    let named = format!(
+        "named at: {}:{}  require __DIR__ . '/helpers.phpp';",
+        bootstrap.display(),
+        line_of(&bootstrap, "/helpers.php'")
+    );
+    assert!(
+        row_block.iter().any(|l| l.trim() == named),
+        "{named:?} under the first row:\n{table}"
     );
 }

@@ -6,10 +6,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::escape::escape_path;
-use crate::model::{Failure, Hint, HintKind};
+use crate::model::{Failure, Hint, HintKind, Remedy};
 use crate::report::score::H_PACKAGE;
 
-use super::{HintEnv, hint};
+use super::{HintEnv, remedied};
 
 /// Which installed packages ship which paths.
 #[derive(Default)]
@@ -151,11 +151,15 @@ pub(super) fn package_owner(f: &Failure, env: &HintEnv, resolved: &[u8], hints: 
         } else {
             format!("{message} ({})", escape_path(c))
         };
-        hints.push(hint(
+        hints.push(remedied(
             HintKind::PackageFileMissing,
             message,
-            Some(suggestion),
+            suggestion,
             H_PACKAGE,
+            Remedy::Reinstall {
+                packages: owners.iter().map(|o| o.to_string()).collect(),
+                confmiss: conf,
+            },
         ));
         return;
     }

@@ -3,7 +3,7 @@
 //! the loader found elsewhere.
 
 use crate::escape::{escape_path, shell_quote};
-use crate::model::{Failure, Hint, HintKind, IntentKey};
+use crate::model::{Failure, Hint, HintKind, IntentKey, Remedy};
 use crate::report::probe::is_library;
 use crate::report::score::{
     H_DIGITS, H_EXISTS_NOW, H_FOUND_ELSEWHERE, H_NEAR, H_NEAR_DIR, H_PARENT_MISSING, H_SIMILAR_DIR,
@@ -12,7 +12,7 @@ use crate::report::score::{
 use crate::report::walk::{self, Outcome, basename, dirname, host_path, join_child};
 
 use super::near::{self, Likeness};
-use super::{HintEnv, Memo, check_failed, dpkg, follows_final, hint, links};
+use super::{HintEnv, Memo, check_failed, dpkg, follows_final, hint, links, remedied};
 
 pub(super) fn enoent(f: &Failure, env: &HintEnv, memo: &mut Memo, hints: &mut Vec<Hint>) {
     if locale_normalized(f, env, hints) {
@@ -118,12 +118,24 @@ fn near_in_dir(env: &HintEnv, memo: &mut Memo, dir: &[u8], want: &[u8], hints: &
             H_DIGITS,
         ),
     };
-    hints.push(hint(
-        HintKind::NearMatch,
-        format!("did you mean {} (exists)", escape_path(&found)),
-        Some(suggestion),
-        weight,
-    ));
+    let message = format!("did you mean {} (exists)", escape_path(&found));
+    // A typo or a case is corrected in the reference; a version (digits, a soname link) may be
+    // a real change of version, which observer does not decide.
+    hints.push(match like {
+        Likeness::Case | Likeness::Typo => remedied(
+            HintKind::NearMatch,
+            message,
+            suggestion,
+            weight,
+            Remedy::Rename {
+                from: want.to_vec(),
+                to: e.name.clone(),
+            },
+        ),
+        Likeness::VersionLink | Likeness::Digits => {
+            hint(HintKind::NearMatch, message, Some(suggestion), weight)
+        }
+    });
 }
 
 fn near_parent(
@@ -148,15 +160,19 @@ fn near_parent(
         Outcome::Found { .. }
     );
     if full_exists {
-        hints.push(hint(
+        hints.push(remedied(
             HintKind::NearMatch,
             format!("did you mean {} (exists)", escape_path(&full)),
-            Some(format!(
+            format!(
                 "correct the directory in the reference from {} to {}",
                 escape_path(want),
                 escape_path(&e.name)
-            )),
+            ),
             H_NEAR_DIR,
+            Remedy::Rename {
+                from: want.to_vec(),
+                to: e.name.clone(),
+            },
         ));
     } else {
         hints.push(hint(

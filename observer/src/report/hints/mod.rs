@@ -19,6 +19,8 @@ mod links;
 mod near;
 mod perm;
 
+pub(crate) use perm::may_read;
+
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -27,7 +29,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::escape::escape_path;
 use crate::ids::Names;
-use crate::model::{Failure, Hint, HintKind, Syscall};
+use crate::model::{Failure, Hint, HintKind, Remedy, Syscall};
 use crate::place::View;
 use crate::report::score::{H_FD_LIMIT, H_INFO, H_IS_DIRECTORY, H_READ_ONLY};
 use crate::report::walk::host_path;
@@ -265,6 +267,21 @@ fn hint(kind: HintKind, message: String, suggestion: Option<String>, weight: f64
         message,
         suggestion,
         weight,
+        remedy: None,
+    }
+}
+
+/// A hint whose suggestion `remedy` describes as data.
+fn remedied(
+    kind: HintKind,
+    message: String,
+    suggestion: String,
+    weight: f64,
+    remedy: Remedy,
+) -> Hint {
+    Hint {
+        remedy: Some(remedy),
+        ..hint(kind, message, Some(suggestion), weight)
     }
 }
 

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use crate::escape::{escape_path, shell_quote};
 use crate::ids::Names;
-use crate::model::{Failure, Hint, HintKind, IntentKey, Syscall};
+use crate::model::{Failure, Hint, HintKind, IntentKey, Remedy, Syscall};
 use crate::report::score::{H_ALLOWED_NOW, H_DENIED, H_DENIED_MORE, H_INFO, H_NOEXEC};
 use crate::report::walk::{self, Outcome, Walk, host_path, join_child};
 
-use super::{HintEnv, O_ACCMODE, O_CREAT, O_WRONLY, check_failed, follows_final, hint};
+use super::{HintEnv, O_ACCMODE, O_CREAT, O_WRONLY, check_failed, follows_final, hint, remedied};
 
 /// Credential pairs checked per failure.
 const MAX_CREDS: usize = 8;
@@ -63,6 +63,12 @@ impl Who {
         };
         bits & want == want
     }
+}
+
+/// Could a process running as (uid, gid) read the file `meta` describes, by its mode bits (the
+/// groups from `names`)?
+pub(crate) fn may_read(meta: &Metadata, uid: u32, gid: u32, names: &Arc<Names>) -> bool {
+    Who::new(uid, gid, names).allowed(meta, 4)
 }
 
 /// `drwx------` from a mode.
@@ -128,22 +134,36 @@ fn letters(want: u32) -> String {
     s
 }
 
-/// The smallest chmod/chgrp that lets `who` have `want` on the node.
-fn fix_for(meta: &Metadata, who: &Who, want: u32, path: &[u8]) -> String {
+/// The smallest chmod/chgrp that lets `who` have `want` on the node, and how it reads as
+/// commands.
+fn fix_for(meta: &Metadata, who: &Who, want: u32, path: &[u8]) -> (Remedy, String) {
     let p = shell_quote(path);
     let w = letters(want);
+    let chmod = |m: String| Remedy::Permission {
+        path: path.to_vec(),
+        chgrp: None,
+        chmod: m,
+    };
     if who.uid == 0 {
-        return format!("chmod +x {p}");
+        return (chmod("a+x".into()), format!("chmod a+x {p}"));
     }
     if meta.uid() == who.uid {
-        format!("chmod u+{w} {p}")
+        (chmod(format!("u+{w}")), format!("chmod u+{w} {p}"))
     } else if who.groups.contains(&meta.gid()) {
-        format!("chmod g+{w} {p}")
+        (chmod(format!("g+{w}")), format!("chmod g+{w} {p}"))
     } else if meta.is_dir() && want == 1 {
-        format!("chmod o+x {p}")
+        (chmod("o+x".into()), format!("chmod o+x {p}"))
     } else {
-        let g = shell_quote(who.names.group_or_id(who.gid).as_bytes());
-        format!("chgrp {g} {p} && chmod g+{w} {p} (or: chmod o+{w} {p}, for every user)")
+        let group = who.names.group_or_id(who.gid);
+        let g = shell_quote(group.as_bytes());
+        (
+            Remedy::Permission {
+                path: path.to_vec(),
+                chgrp: Some(group),
+                chmod: format!("g+{w}"),
+            },
+            format!("chgrp {g} {p} && chmod g+{w} {p} (or: chmod o+{w} {p}, for every user)"),
+        )
     }
 }
 
@@ -210,6 +230,7 @@ pub(super) fn eacces(f: &Failure, env: &HintEnv, hints: &mut Vec<Hint>) {
         what: String,
         meta: Metadata,
         fix: String,
+        remedy: Remedy,
         who: Vec<String>,
     }
     let mut denials: Vec<Denial> = Vec::new();
@@ -218,7 +239,7 @@ pub(super) fn eacces(f: &Failure, env: &HintEnv, hints: &mut Vec<Hint>) {
         let Some((path, meta, need, what)) = first_denial(&w, &who, want, verb, creates) else {
             continue;
         };
-        let fix = fix_for(&meta, &who, need, &path);
+        let (remedy, fix) = fix_for(&meta, &who, need, &path);
         let label = who.label();
         match denials
             .iter_mut()
@@ -234,6 +255,7 @@ pub(super) fn eacces(f: &Failure, env: &HintEnv, hints: &mut Vec<Hint>) {
                 what,
                 meta,
                 fix,
+                remedy,
                 who: vec![label],
             }),
         }
@@ -251,11 +273,12 @@ pub(super) fn eacces(f: &Failure, env: &HintEnv, hints: &mut Vec<Hint>) {
             escape_path(&d.path),
             describe_node(&d.meta, &env.names)
         );
-        hints.push(hint(
+        hints.push(remedied(
             HintKind::PermissionDenied,
             message,
-            Some(d.fix),
+            d.fix,
             if i == 0 { H_DENIED } else { H_DENIED_MORE },
+            d.remedy,
         ));
     }
     if !hints.is_empty() {
