@@ -30,7 +30,7 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use observer_common::{
@@ -63,6 +63,8 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 static CWDGEN: LruHashMap<u32, u32> = LruHashMap::with_max_entries(CWDGEN_ENTRIES, 0);
 #[map]
 static DIRGEN: LruHashMap<DirKey, u32> = LruHashMap::with_max_entries(DIRGEN_ENTRIES, 0);
+#[map]
+static GATE: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static OPENED: LruHashMap<AggKey, u8> = LruHashMap::with_max_entries(OPENED_ENTRIES, 0);
 #[map]
@@ -115,6 +117,10 @@ fn sys_exit<C: EbpfContext, const BTF: bool>(
     let Some(pid_tgid) = watched::<BTF>() else {
         return;
     };
+    // Closed until userspace opens it (see MAP_GATE).
+    if GATE.get(0).copied() != Some(1) {
+        return;
+    }
     let Some((a, cs)) = regs() else {
         return;
     };

@@ -12,13 +12,15 @@ use aya_ebpf::{
 use aya_log_ebpf::{debug, warn};
 use observer_common::{
     AT_EMPTY_PATH, AT_FDCWD, AggKey, AggVal, COMM_LEN, CONFIG_OPENED, CONFIG_VERBOSE, Call, DirKey,
-    EVENT_HEADER_LEN, EventBuf, HASH_SEED, KIND_CHDIR, KIND_FCHDIR, O_ACCMODE, O_DIRECTORY, O_PATH,
-    PATH_MAX, STATUS_CHDIR, STATUS_DIRFD, STATUS_OPENED, STATUS_PATH_FAULT, STATUS_TRUNCATED,
-    STATUS_UNAGGREGATED, Stat, Syscall, hash_finish, hash_step,
+    EVENT_HEADER_LEN, EventBuf, KIND_CHDIR, KIND_FCHDIR, O_ACCMODE, O_DIRECTORY, O_PATH, PATH_MAX,
+    PathHasher, STATUS_CHDIR, STATUS_DIRFD, STATUS_OPENED, STATUS_PATH_FAULT, STATUS_TRUNCATED,
+    STATUS_UNAGGREGATED, Stat, Syscall,
 };
 
 use crate::filter::current_mnt_ns;
-use crate::{AGG, CWDGEN, DIRGEN, EEXIST, EVENTS, OPENED, SCRATCH, cfg_flags, stat_add};
+use crate::{
+    AGG, CWDGEN, DIRGEN, EEXIST, EVENTS, OBSERVER_CONFIG, OPENED, SCRATCH, cfg_flags, stat_add,
+};
 
 /// A watched task's hooked call has returned `ret` (already passed by `ret_wanted`).
 #[inline(always)]
@@ -327,15 +329,22 @@ pub(crate) fn record<C: EbpfContext, const BTF: bool>(
     }
 }
 
-/// Hashes `buf.path[..len]` (observer_common::path_hash, computed the same way), leaving `len` in
-/// `buf.hdr.path_len`. The loop is bounded by word count, not by `len`, so the verifier's view of
-/// `len` is not refined per iteration.
+/// Hashes `buf.path[..len]` with the load's secret key (observer_common::PathHasher, as
+/// userspace computes it), leaving `len` in `buf.hdr.path_len`. The loop is bounded by word
+/// count, not by `len`, so the verifier's view of `len` is not refined per iteration.
 #[inline(always)]
 pub(crate) fn hash_path(buf: &mut EventBuf, len: usize) -> u64 {
     buf.hdr.path_len = len as u32;
     let nwords = len.div_ceil(8);
     let tail = len & 7;
-    let mut h = HASH_SEED;
+    // SAFETY: reads of our own static, volatile so the load-time key is used.
+    let key = unsafe {
+        [
+            core::ptr::read_volatile(&raw const OBSERVER_CONFIG.hash_key[0]),
+            core::ptr::read_volatile(&raw const OBSERVER_CONFIG.hash_key[1]),
+        ]
+    };
+    let mut h = PathHasher::new(key);
     let mut i = 0usize;
     while i < PATH_MAX / 8 {
         if i >= nwords {
@@ -347,10 +356,10 @@ pub(crate) fn hash_path(buf: &mut EventBuf, len: usize) -> u64 {
             // Bytes past the NUL are stale scratch: mask them off.
             w &= (1u64 << (tail * 8)) - 1;
         }
-        h = hash_step(h, w);
+        h.word(w);
         i += 1;
     }
-    hash_finish(h, len as u64)
+    h.finish(len as u64)
 }
 
 /// Count one more failure of an existing key. Returns false when the key is not there.

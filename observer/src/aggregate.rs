@@ -46,12 +46,27 @@ pub(crate) struct NewFailure {
     pub(crate) time: SystemTime,
 }
 
+/// Most one-by-one failures (the kernel aggregate was full) kept apart by (path, errno,
+/// syscall, process). Past it, new ones are counted in [`Totals::dropped`].
+pub(crate) const MAX_SINGLES: usize = 16_384;
+/// Most path bytes the ad-hoc store holds, over its kernel keys (at most
+/// [`observer_common::AGG_ENTRIES`]) and its one-by-one failures. A failure whose path would pass
+/// it is counted in [`Totals::dropped`] and not kept.
+pub(crate) const MAX_PATH_BYTES: usize = 32 << 20;
+
 /// What the ad-hoc mode has seen.
 pub(crate) struct Store {
     keys: HashMap<AggKey, Entry>,
     /// Failures that arrived one by one because the kernel aggregate was full.
     singles: HashMap<(Bytes, i32, u32, u32), Entry>,
     rows_seen: HashSet<(Bytes, i32, Place)>,
+    /// Path bytes held by `keys` and `singles`.
+    path_bytes: usize,
+    /// Kernel keys not kept (the bounds were full), with the count last read for each, so their
+    /// later growth is counted as dropped too. At most one per kernel key.
+    dropped_keys: HashMap<AggKey, u64>,
+    /// Failures counted but not kept.
+    dropped: u64,
     resolver: Resolver,
     /// The kernel's counters at the last poll.
     pub(crate) kernel: KernelStats,
@@ -63,6 +78,9 @@ impl Default for Store {
             keys: HashMap::new(),
             singles: HashMap::new(),
             rows_seen: HashSet::new(),
+            path_bytes: 0,
+            dropped_keys: HashMap::new(),
+            dropped: 0,
             // Its hints are made at the end: every place's view is pinned at its first sighting.
             resolver: Resolver::new(true),
             kernel: KernelStats::default(),
@@ -76,14 +94,28 @@ impl Store {
         let h = &s.hdr;
         let info = self.resolver.key_info(s)?;
         let row = (info.path.clone(), info.errno, info.place.place.clone());
+        let room = self.path_bytes + info.path.len() <= MAX_PATH_BYTES;
         if h.status & STATUS_UNAGGREGATED != 0 {
             let k = (info.path.clone(), info.errno, h.key.syscall, info.tgid);
-            let e = self
-                .singles
-                .entry(k)
-                .or_insert_with(|| Entry::new(info.clone(), h.ts_ns, 0));
+            let room = room && self.singles.len() < MAX_SINGLES;
+            let e = match self.singles.entry(k) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) if room => {
+                    self.path_bytes += info.path.len();
+                    v.insert(Entry::new(info.clone(), h.ts_ns, 0))
+                }
+                std::collections::hash_map::Entry::Vacant(_) => {
+                    self.dropped += 1;
+                    return None;
+                }
+            };
             e.count += 1;
             e.last_ns = e.last_ns.max(h.ts_ns);
+        } else if let Some(last) = self.dropped_keys.get_mut(&h.key) {
+            // Seen again after the kernel forgot it: its count starts over.
+            *last = 1;
+            self.dropped += 1;
+            return None;
         } else {
             match self.keys.get_mut(&h.key) {
                 Some(e) => {
@@ -92,9 +124,15 @@ impl Store {
                     e.count = 1;
                     e.last_ns = e.last_ns.max(h.ts_ns);
                 }
-                None => {
+                None if room => {
+                    self.path_bytes += info.path.len();
                     self.keys
                         .insert(h.key, Entry::new(info.clone(), h.ts_ns, 1));
+                }
+                None => {
+                    self.dropped_keys.insert(h.key, 1);
+                    self.dropped += 1;
+                    return None;
                 }
             }
         }
@@ -112,11 +150,16 @@ impl Store {
     /// has not been read yet are left for the next call.
     pub(crate) fn update_counts(&mut self, agg: &[(AggKey, AggVal)], now_ns: u64) {
         for (k, v) in agg {
-            if let Some(e) = self.keys.get_mut(k)
-                && v.count > e.count
+            if let Some(e) = self.keys.get_mut(k) {
+                if v.count > e.count {
+                    e.count = v.count;
+                    e.last_ns = now_ns.max(e.first_ns);
+                }
+            } else if let Some(last) = self.dropped_keys.get_mut(k)
+                && v.count > *last
             {
-                e.count = v.count;
-                e.last_ns = now_ns.max(e.first_ns);
+                self.dropped += v.count - *last;
+                *last = v.count;
             }
         }
     }
@@ -174,6 +217,9 @@ impl Store {
             distinct: failures.len() as u64,
             lost: self.kernel.lost,
             overflow: self.kernel.overflow,
+            dropped: self.dropped,
+            unlisted_paths: 0,
+            unlisted_failures: 0,
             capture: Some(crate::model::CaptureCounters {
                 unreadable_paths: self.kernel.path_faults,
                 unfollowed_processes: self.kernel.pids_full,
@@ -301,5 +347,54 @@ mod tests {
         let kk = rows.iter().find(|f| f.path == b"/k"[..]).unwrap();
         assert_eq!(o.count, 5);
         assert_eq!(kk.count, 42);
+    }
+
+    #[test]
+    fn past_its_bounds_the_store_counts_failures_dropped_and_keeps_no_more() {
+        let clock = Clock::fixed(0, SystemTime::UNIX_EPOCH);
+        let mut st = Store::default();
+        for i in 0..MAX_SINGLES + 100 {
+            let p = format!("/s/{i}");
+            let s = sighting(p.as_bytes(), 1, 2, Syscall::Access, 7, STATUS_UNAGGREGATED);
+            st.on_sighting(&s, &clock);
+        }
+        assert_eq!(st.singles.len(), MAX_SINGLES);
+        assert_eq!(st.dropped, 100);
+        // A path already kept still counts.
+        let s = sighting(b"/s/0", 1, 2, Syscall::Access, 7, STATUS_UNAGGREGATED);
+        st.on_sighting(&s, &clock);
+        // Long paths fill the byte bound: the kernel keys past it are dropped, with their growth.
+        let long = "x".repeat(4000);
+        let mut kept = 0u64;
+        let mut last = None;
+        for i in 0..(MAX_PATH_BYTES / 4000 + 10) as u64 {
+            let p = format!("/k/{i}/{long}");
+            let k = sighting(p.as_bytes(), 1, 2, Syscall::Openat, i, 0);
+            if st.on_sighting(&k, &clock).is_some() {
+                kept += 1;
+            }
+            last = Some(k.hdr.key);
+        }
+        assert!(st.path_bytes <= MAX_PATH_BYTES);
+        let dropped_keys = st.dropped_keys.len() as u64;
+        assert!(dropped_keys >= 10, "{dropped_keys}");
+        st.update_counts(
+            &[(
+                last.unwrap(),
+                AggVal {
+                    count: 50,
+                    first_ns: 0,
+                },
+            )],
+            1_000,
+        );
+        let rows = st.failures(&clock);
+        let t = st.totals(&rows);
+        assert_eq!(t.dropped, 100 + dropped_keys + 49);
+        assert_eq!(
+            t.failures,
+            MAX_SINGLES as u64 + 1 + kept,
+            "what is kept is counted exactly"
+        );
     }
 }

@@ -10,7 +10,7 @@
 //! | newline, tab, carriage return, ESC      | `\n` `\t` `\r` `\e` |
 //! | other C0 controls and DEL               | `\xNN`        |
 //! | a byte that is not part of valid UTF-8  | `\xNN`        |
-//! | C1 controls U+0080–U+009F, invisible or direction-changing format characters (bidi overrides, zero-width, line/paragraph separators, BOM) | `\u{NNNN}` |
+//! | C1 controls U+0080–U+009F, invisible or direction-changing format characters (bidi overrides, zero-width, line/paragraph separators, BOM), tag characters U+E0000–U+E007F | `\u{NNNN}` |
 //!
 //! `\xNN` always stands for the single byte NN (a control byte below 0x80 or an invalid byte at
 //! or above 0x80), `\u{...}` for a whole character, so the original bytes can be recovered.
@@ -92,6 +92,28 @@ fn needs_escape(c: char) -> bool {
         // BOM / zero-width no-break space, interlinear annotation controls.
         || u == 0xfeff
         || (0xfff9..=0xfffb).contains(&u)
+        // Tag characters: invisible, and they can spell hidden text.
+        || (0xe0000..=0xe007f).contains(&u)
+}
+
+/// Serialized JSON with every character `escape_path` would escape written as a `\uXXXX`
+/// escape (a surrogate pair above U+FFFF): the same document for a parser, nothing invisible or
+/// direction-changing for a terminal that shows it (serde_json escapes only C0 controls). JSON's
+/// own syntax is ASCII, so such characters can only be inside strings.
+pub(crate) fn safe_json(json: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if (c as u32) >= 0x80 && needs_escape(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{u:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Quotes a path for a shell command line: as is when safe, in single quotes when printable,

@@ -76,14 +76,11 @@ fn try_main(cli: cli::Cli) -> Result<()> {
         Command::Record(s) => runtime()?.block_on(cmd::record::run(s)),
         Command::Report(s) => {
             // An unwritable --output fails before the history is read, not after.
-            let file = s.output.as_deref().map(files::create_private).transpose()?;
+            let file = s.output.as_deref().map(files::Output::create).transpose()?;
             let text = cmd::report::run(&s)?;
-            match (file, &s.output) {
-                (Some(mut f), Some(p)) => f
-                    .write_all(text.as_bytes())
-                    .and_then(|()| f.flush())
-                    .with_context(|| format!("writing {}", p.display())),
-                _ => {
+            match file {
+                Some(f) => f.commit(text.as_bytes()),
+                None => {
                     print(text);
                     Ok(())
                 }

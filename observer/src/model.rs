@@ -154,6 +154,11 @@ pub(crate) struct Totals {
     pub(crate) lost: u64,
     /// Failures delivered one by one because the in-kernel aggregate was full (not lost).
     pub(crate) overflow: u64,
+    /// Failures counted but in no row: observer's memory bound for distinct paths was full.
+    pub(crate) dropped: u64,
+    /// Distinct rows past the report's row limit, and their failures: counted, not listed.
+    pub(crate) unlisted_paths: u64,
+    pub(crate) unlisted_failures: u64,
     /// What else the kernel counted during a live capture; None for reports from history,
     /// which does not keep these.
     pub(crate) capture: Option<CaptureCounters>,
@@ -186,6 +191,9 @@ pub(crate) struct RankContext {
     /// Look for referrers, changes and fixes (the final report; not each frame of the live
     /// view, which would reread the same files every second).
     pub(crate) evidence: bool,
+    /// Check the filesystem for hints at all (false: a report made without looking, when the
+    /// checks did not finish in time).
+    pub(crate) hints: bool,
 }
 
 /// What a hint found. Its name (`as_str`) is the JSON `kind`.
@@ -197,6 +205,11 @@ pub(crate) enum HintKind {
     ParentMissing,
     /// The path exists now (transient, or fixed since).
     ExistsNow,
+    /// An exec failed with ENOENT on a file that exists: its interpreter (`#!`) or dynamic loader
+    /// (ELF `PT_INTERP`) is what is missing.
+    InterpreterMissing,
+    /// The checks were skipped: a network or FUSE filesystem, or the report's budget spent.
+    NotChecked,
     /// A symlink on the way points to something missing.
     DanglingSymlink,
     /// The path belongs to an installed Debian package.
@@ -246,6 +259,8 @@ impl HintKind {
             HintKind::NearMatch => "near_match",
             HintKind::ParentMissing => "parent_missing",
             HintKind::ExistsNow => "exists_now",
+            HintKind::InterpreterMissing => "interpreter_missing",
+            HintKind::NotChecked => "not_checked",
             HintKind::DanglingSymlink => "dangling_symlink",
             HintKind::PackageFileMissing => "package_file_missing",
             HintKind::FoundElsewhere => "found_elsewhere",
@@ -376,6 +391,7 @@ impl fmt::Display for Reason {
                 HintKind::PermissionDenied => "denied by permissions".into(),
                 HintKind::PermissionsAllow => "permissions allow now".into(),
                 HintKind::ExistsNow => "exists now".into(),
+                HintKind::InterpreterMissing => "interpreter missing".into(),
                 HintKind::FoundElsewhere => "library found elsewhere".into(),
                 HintKind::ParentMissing => "parent directory missing".into(),
                 HintKind::DanglingSymlink => "dangling symlink".into(),

@@ -183,6 +183,9 @@ pub(crate) fn parse_cgroup(path: &str) -> (Option<Container>, Option<String>) {
 pub(crate) struct View {
     kind: Kind,
     names: OnceLock<Arc<Names>>,
+    /// Where the view's mount table is read (`/proc/<pid>/mountinfo`), and the table, once.
+    mountinfo: Option<PathBuf>,
+    mounts: OnceLock<Vec<(Vec<u8>, String)>>,
 }
 
 #[derive(Debug)]
@@ -204,10 +207,44 @@ enum Kind {
 
 impl View {
     fn of(kind: Kind) -> View {
+        let mountinfo = match &kind {
+            Kind::Host => Some(PathBuf::from("/proc/self/mountinfo")),
+            Kind::Live(root) => root
+                .strip_prefix("/proc")
+                .ok()
+                .and_then(|r| r.components().next())
+                .map(|pid| Path::new("/proc").join(pid).join("mountinfo")),
+            Kind::Pinned { .. } | Kind::Gone => None,
+        };
         View {
             kind,
             names: OnceLock::new(),
+            mountinfo,
+            mounts: OnceLock::new(),
         }
+    }
+
+    /// The filesystem type `path` is on when it is a network or FUSE filesystem (`nfs4`,
+    /// `fuse.sshfs`, ...), from the view's mount table (read, never the filesystem itself):
+    /// such a path is not looked at, as a server that does not answer would hang the report.
+    pub(crate) fn network_fs(&self, path: &[u8]) -> Option<String> {
+        let mounts = self.mounts.get_or_init(|| {
+            self.mountinfo
+                .as_ref()
+                .and_then(|p| std::fs::read(p).ok())
+                .map(|t| parse_mountinfo(&t))
+                .unwrap_or_default()
+        });
+        // The longest mount point that holds the path is the one it is on.
+        let (_, fs) = mounts
+            .iter()
+            .filter(|(mp, _)| {
+                mp.as_slice() == b"/"
+                    || path == mp.as_slice()
+                    || (path.starts_with(mp) && path.get(mp.len()) == Some(&b'/'))
+            })
+            .max_by_key(|(mp, _)| mp.len())?;
+        is_network_fs(fs).then(|| fs.clone())
     }
 
     /// A view no longer reachable.
@@ -305,6 +342,68 @@ impl View {
     }
 }
 
+/// Network and user-space filesystems, whose servers can stop answering.
+fn is_network_fs(fs: &str) -> bool {
+    fs.starts_with("fuse")
+        || fs.starts_with("nfs")
+        || matches!(
+            fs,
+            "cifs"
+                | "smb3"
+                | "smbfs"
+                | "9p"
+                | "ceph"
+                | "glusterfs"
+                | "afs"
+                | "lustre"
+                | "davfs"
+                | "ncpfs"
+                | "coda"
+                | "gfs2"
+                | "ocfs2"
+                | "beegfs"
+                | "gpfs"
+                | "orangefs"
+        )
+}
+
+/// (mount point, filesystem type) of each line of a `mountinfo` (mount points unescaped).
+fn parse_mountinfo(text: &[u8]) -> Vec<(Vec<u8>, String)> {
+    let unescape = |f: &[u8]| {
+        let mut out = Vec::with_capacity(f.len());
+        let mut i = 0;
+        while i < f.len() {
+            if f[i] == b'\\'
+                && i + 3 < f.len()
+                && let Ok(v) = u8::from_str_radix(&String::from_utf8_lossy(&f[i + 1..i + 4]), 8)
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+            out.push(f[i]);
+            i += 1;
+        }
+        out
+    };
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        // id parent major:minor root mount-point options [optional...] - fstype source ...
+        let Some(dash) = fields.iter().position(|f| *f == b"-") else {
+            continue;
+        };
+        if fields.len() < 5 || dash + 1 >= fields.len() {
+            continue;
+        }
+        out.push((
+            unescape(fields[4]),
+            String::from_utf8_lossy(fields[dash + 1]).into_owned(),
+        ));
+    }
+    out
+}
+
 fn open_dir(p: impl AsRef<Path>) -> Option<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
@@ -343,13 +442,30 @@ impl std::ops::Deref for ViewRef {
 /// How many views an ad-hoc capture pins (two fds each).
 const MAX_PINNED: usize = 256;
 
-/// Observer's own mount namespace and root, to tell a private view from the host's.
-fn own_view() -> &'static Option<(u64, (u64, u64))> {
-    static OWN: OnceLock<Option<(u64, (u64, u64))>> = OnceLock::new();
-    OWN.get_or_init(|| {
-        let ns = std::fs::metadata("/proc/self/ns/mnt").ok()?.ino();
-        let root = std::fs::metadata("/").ok()?;
-        Some((ns, (root.dev(), root.ino())))
+/// A view's identity: its mount namespace and its root directory (device, inode).
+type ViewId = (u64, (u64, u64));
+
+fn view_id(ns: &str, root: &str) -> Option<ViewId> {
+    let ns = std::fs::metadata(ns).ok()?.ino();
+    let root = std::fs::metadata(root).ok()?;
+    Some((ns, (root.dev(), root.ino())))
+}
+
+/// Observer's own mount namespace and root: processes that share them are read directly.
+fn own_view() -> &'static Option<ViewId> {
+    static OWN: OnceLock<Option<ViewId>> = OnceLock::new();
+    OWN.get_or_init(|| view_id("/proc/self/ns/mnt", "/"))
+}
+
+/// The host's view, PID 1's (or kthreadd's, which shares the initial namespace, where PID 1's
+/// cannot be read): what "private" is measured against. Not observer's own, which under its
+/// systemd unit (PrivateTmp=, ProtectSystem=) is a namespace of its own.
+fn host_view() -> &'static Option<ViewId> {
+    static HOST: OnceLock<Option<ViewId>> = OnceLock::new();
+    HOST.get_or_init(|| {
+        view_id("/proc/1/ns/mnt", "/proc/1/root")
+            .or_else(|| view_id("/proc/2/ns/mnt", "/proc/2/root"))
+            .or(*own_view())
     })
 }
 
@@ -358,11 +474,11 @@ fn mnt_ns_of(pid: u32) -> u64 {
     std::fs::metadata(format!("/proc/{pid}/ns/mnt")).map_or(0, |m| m.ino())
 }
 
-/// Is `pid`'s view observer's own?
-fn shares_own_view(pid: u32, mnt_ns: u64) -> Option<bool> {
-    let (own_ns, own_root) = (*own_view())?;
+/// Is `pid`'s view (in mount namespace `mnt_ns`) the same as `other`?
+fn same_view(pid: u32, mnt_ns: u64, other: &Option<ViewId>) -> Option<bool> {
+    let (ns, root_id) = (*other)?;
     let root = std::fs::metadata(format!("/proc/{pid}/root")).ok()?;
-    Some(mnt_ns == own_ns && (root.dev(), root.ino()) == own_root)
+    Some(mnt_ns == ns && (root.dev(), root.ino()) == root_id)
 }
 
 /// A place and the view of the process seen there.
@@ -415,14 +531,20 @@ impl Places {
         } else {
             cgroup.as_deref().and_then(|c| sibling_in(c, ns))
         };
-        let own = pid.and_then(|p| shares_own_view(p, ns));
+        // Private: another view than the host's. Read directly: observer's own view (which is
+        // the host's, unless observer runs in a namespace of its own, as under its unit).
+        let own = pid.and_then(|p| same_view(p, ns, own_view()));
+        let host = pid.and_then(|p| same_view(p, ns, host_view()));
         let (private, view) = match (pid, own) {
-            (_, Some(true)) => (false, ViewRef::host()),
-            (Some(p), Some(false)) => (true, ViewRef(Arc::new(self.pin_view(p, ns)))),
+            (_, Some(true)) => (host == Some(false), ViewRef::host()),
+            (Some(p), Some(false)) => (host != Some(true), ViewRef(Arc::new(self.pin_view(p, ns)))),
             // Nothing to look at: if the kernel said it was our namespace, it was the host's.
             _ => match own_view() {
                 Some((own_ns, _)) if *own_ns == ns => (false, ViewRef::host()),
-                _ => (true, ViewRef(Arc::new(View::gone()))),
+                _ => (
+                    host_view().is_none_or(|(h, _)| h != ns),
+                    ViewRef(Arc::new(View::gone())),
+                ),
             },
         };
         let w = Arc::new(Where {
@@ -469,11 +591,17 @@ impl Places {
             return View::gone();
         }
         self.pinned += 1;
-        View::of(Kind::Pinned {
+        let view = View::of(Kind::Pinned {
             root: PathBuf::from(format!("/proc/self/fd/{}", root_fd.as_raw_fd())),
             _root_fd: root_fd,
             _ns_fd: ns_fd,
-        })
+        });
+        // Its mount table now, while a process of it runs (the view outlives it).
+        let table = std::fs::read(format!("/proc/{pid}/mountinfo"))
+            .map(|t| parse_mountinfo(&t))
+            .unwrap_or_default();
+        let _ = view.mounts.set(table);
+        view
     }
 
     /// The cgroup v2 path of `tgid` (from /proc), or of cgroup `id` (by its directory's inode)
@@ -754,6 +882,30 @@ mod tests {
             .read_to_string(&mut host)
             .unwrap();
         assert_eq!(host, "inside");
+    }
+
+    #[test]
+    fn network_and_fuse_mounts_are_known_from_the_mount_table() {
+        let t = b"22 1 0:21 / / rw - ext4 /dev/sda1 rw\n\
+                  30 22 0:40 / /srv/share rw - nfs4 srv:/x rw\n\
+                  31 30 0:41 / /srv/share/local rw - tmpfs none rw\n\
+                  32 22 0:42 / /mnt/my\\040drive rw shared:1 - fuse.sshfs me@h: rw\n";
+        let m = parse_mountinfo(t);
+        assert_eq!(m.len(), 4);
+        assert_eq!(m[3].0, b"/mnt/my drive");
+        let v = View::gone();
+        let _ = v.mounts.set(m);
+        assert_eq!(
+            v.network_fs(b"/srv/share/www/x.php").as_deref(),
+            Some("nfs4")
+        );
+        assert_eq!(v.network_fs(b"/srv/share/local/x"), None);
+        assert_eq!(v.network_fs(b"/srv/shared/x"), None);
+        assert_eq!(
+            v.network_fs(b"/mnt/my drive/a").as_deref(),
+            Some("fuse.sshfs")
+        );
+        assert_eq!(v.network_fs(b"/etc/passwd"), None);
     }
 
     #[test]

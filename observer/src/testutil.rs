@@ -25,6 +25,7 @@ pub(crate) fn t0() -> SystemTime {
 pub(crate) fn rank_ctx() -> RankContext {
     RankContext {
         evidence: true,
+        hints: true,
         window_start: t0(),
         now: t0() + Duration::from_secs(600),
         warmup_secs: 10,

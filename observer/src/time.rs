@@ -44,12 +44,11 @@ fn civil(days: i64) -> (i64, u32, u32) {
 }
 
 /// A time of Unix milliseconds (negative before 1970).
+/// The time of Unix milliseconds `ms`, held to 1970..=9999 (a value out of that range can only
+/// come from a damaged or hostile history, and would overflow the calendar arithmetic).
 pub(crate) fn time_of_ms(ms: i64) -> SystemTime {
-    if ms >= 0 {
-        UNIX_EPOCH + Duration::from_millis(ms as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
-    }
+    const MAX_MS: i64 = 253_402_300_799_999;
+    UNIX_EPOCH + Duration::from_millis(ms.clamp(0, MAX_MS) as u64)
 }
 
 /// Unix milliseconds of a time.

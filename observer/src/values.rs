@@ -85,7 +85,15 @@ fn parse_datetime(s: &str) -> Option<SystemTime> {
     };
     let mut d = date.split('-');
     let (y, mo, da) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
-    if d.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
+    if d.next().is_some()
+        || !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&da)
+    {
+        return None;
+    }
+    // Only ASCII from here: byte offsets below are character boundaries.
+    if !rest.is_ascii() {
         return None;
     }
     // Split a zone off the time: Z, or +HH:MM / -HH:MM / +HHMM.
@@ -98,6 +106,9 @@ fn parse_datetime(s: &str) -> Option<SystemTime> {
             None if z.len() == 4 => (num(&z[..2])?, num(&z[2..])?),
             None => (num(z)?, 0),
         };
+        if h > 23 || m > 59 {
+            return None;
+        }
         let sign = if rest.as_bytes()[i] == b'-' { -1 } else { 1 };
         (&rest[..i], Some(sign * (h * 3600 + m * 60)))
     } else {
@@ -112,6 +123,7 @@ fn parse_datetime(s: &str) -> Option<SystemTime> {
             let (a, frac) = x.split_once('.').unwrap_or((x, ""));
             sec = num(a)?;
             if !frac.is_empty() {
+                num(frac)?;
                 let f: String = frac.chars().chain("000".chars()).take(3).collect();
                 ms = num(&f)?;
             }
@@ -122,6 +134,7 @@ fn parse_datetime(s: &str) -> Option<SystemTime> {
     }
     let secs = match zone {
         Some(off) => days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + sec - off,
+        // (The ranges checked above keep this far from overflowing.)
         None => {
             // SAFETY: zeroed tm is a valid value of the plain C struct.
             let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -189,19 +202,28 @@ pub(crate) fn parse_size(s: &str) -> Result<u64> {
     Ok(v as u64)
 }
 
+/// The longest duration observer takes (a century): longer ones overflow the clocks they are
+/// added to, and mean nothing for a capture, a retention or a window.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// A duration: seconds (`1.5`), or with units (`30s`, `5m`, `1h 30m`, `14d`), at most
+/// [`MAX_DURATION`].
 pub(crate) fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let d = if let Ok(secs) = s.parse::<f64>() {
         if !secs.is_finite() || secs < 0.0 {
             bail!("invalid duration {s:?}");
         }
-        Duration::from_secs_f64(secs)
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
     } else {
         humantime::parse_duration(s)
             .map_err(|e| anyhow::anyhow!("invalid duration {s:?} ({e}); use e.g. 30s, 5m, 1h"))?
     };
     if d.is_zero() {
         bail!("duration must be greater than zero");
+    }
+    if d > MAX_DURATION {
+        bail!("duration {s:?} is too long (at most 100 years)");
     }
     Ok(d)
 }
@@ -312,5 +334,74 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5 parsecs").is_err());
         assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn values_that_used_to_panic_are_errors() {
+        for d in [
+            "1e20",
+            "1e19",
+            "18446744073709551616",
+            "1e308",
+            "100000000000y",
+        ] {
+            let e = parse_duration(d).unwrap_err().to_string();
+            assert!(e.contains("duration"), "{d}: {e}");
+        }
+        assert!(parse_duration("36500d").is_ok());
+        for w in [
+            "1e20",
+            "2024-05-01T12:00+a€",
+            "2024-05-01T12:00+€€",
+            "2024-05-01T12:00:00.€",
+            "99999999999999-01-01",
+            "2024-05-01T12:00+99:99",
+            "2024-05-01T12:00:00.99999999999999999999",
+        ] {
+            assert!(parse_when(w).is_err(), "{w}");
+        }
+        assert!(parse_size("1e400").is_err());
+    }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Any input: a value or an error, never a panic.
+            #[test]
+            fn parsers_never_panic(s in "\\PC{0,40}") {
+                let _ = parse_duration(&s);
+                let _ = parse_size(&s);
+                let _ = parse_when(&s);
+                let _ = parse_errno(&s);
+                let _ = parse_syscalls(&s);
+                let _ = crate::capture::Filter { comms: vec![s.clone()], ..Default::default() }.validate();
+                let _ = crate::capture::Filter { containers: vec![s.clone()], ..Default::default() }.validate();
+            }
+
+            /// Shaped like the values they take, with numbers and zones out of range.
+            #[test]
+            fn near_valid_values_never_panic(
+                n in any::<f64>(), unit in "(|s|m|h|d|y|ms|KiB|GB|e[0-9]{1,3})",
+                y in any::<i64>(), mo in 0i64..20, d in 0i64..40, h in 0i64..30, z in "(Z|[+-][0-9]{0,4}|[+-].{0,3}|)",
+            ) {
+                let _ = parse_duration(&format!("{n}{unit}"));
+                let _ = parse_size(&format!("{n}{unit}"));
+                let _ = parse_when(&format!("{n}{unit}"));
+                let _ = parse_when(&format!("{y}-{mo:02}-{d:02}T{h:02}:00{z}"));
+                let _ = parse_when(&format!("{y}-{mo}-{d} {h}:61:61.{n}"));
+            }
+
+            /// A configuration file of any text: a setting or a one-line error.
+            #[test]
+            fn config_files_never_panic(text in "\\PC{0,200}", key in "(flush-interval|retention|max-db-size|comm|errno|syscalls|metrics|metrics-top|db|jsonl|pid|container)", value in "\\PC{0,20}|[0-9e.]{1,25}") {
+                let _ = crate::service::config::parse_text(&text);
+                let _ = crate::service::config::parse_text(&format!("{key} = \"{value}\"\n"));
+                let _ = crate::service::config::parse_text(&format!("{key} = {value}\n"));
+            }
+        }
     }
 }

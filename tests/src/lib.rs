@@ -59,7 +59,25 @@ impl Observer {
 
     /// As `start_with`, with extra environment variables.
     pub fn start_env(args: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Observer {
-        let mut child = Command::new(observer_bin())
+        Self::start_under(&[], args, extra, env)
+    }
+
+    /// As `start_env`, run by `prefix` (`unshare --mount ...`, which execs observer).
+    pub fn start_under(
+        prefix: &[&str],
+        args: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Observer {
+        let mut cmd = match prefix.split_first() {
+            Some((p, rest)) => {
+                let mut c = Command::new(p);
+                c.args(rest).arg(observer_bin());
+                c
+            }
+            None => Command::new(observer_bin()),
+        };
+        let mut child = cmd
             .args(args)
             .args(extra)
             .envs(env.iter().copied())
@@ -320,6 +338,41 @@ impl Drop for TempDir {
     }
 }
 
+/// A process's peak resident memory so far (VmHWM), KiB; 0 once it is gone.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Follows a process's peak resident memory until it exits: the high-water mark never falls,
+/// so the last reading before exit holds the peak of its whole life, its final report included.
+pub struct PeakWatch(std::thread::JoinHandle<u64>);
+
+impl PeakWatch {
+    pub fn start(pid: u32) -> PeakWatch {
+        PeakWatch(std::thread::spawn(move || {
+            let mut peak = 0;
+            loop {
+                let now = peak_rss_kib(pid);
+                if now == 0 {
+                    return peak;
+                }
+                peak = peak.max(now);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }))
+    }
+
+    /// The peak, KiB, once the process has exited.
+    pub fn peak_kib(self) -> u64 {
+        self.0.join().expect("peak watcher")
+    }
+}
+
 /// `observer report --since 1h --format json` of the history in `db`.
 pub fn history_report(db: &str) -> Value {
     let (code, out, err) =
@@ -435,4 +488,40 @@ impl Drop for Confined {
             let _ = std::fs::remove_dir(s);
         }
     }
+}
+
+/// Installs the Debian packages of `pkgs` that are missing (service starts disabled while it
+/// does), once per test process; panics with apt's message when it cannot.
+pub fn ensure_packages(pkgs: &[&str]) {
+    let installed = |p: &str| {
+        Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", p])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).ends_with(" installed"))
+    };
+    let missing: Vec<&str> = pkgs.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return;
+    }
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let ours = !policy.exists() && std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok() && {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755)).is_ok()
+    };
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("TMPDIR", "/var/tmp")
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend(&missing);
+    let ok = apt(&install) || (apt(&["update", "-q"]) && apt(&install));
+    if ours {
+        let _ = std::fs::remove_file(policy);
+    }
+    assert!(ok, "apt-get install {} failed", missing.join(" "));
 }

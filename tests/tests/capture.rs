@@ -607,3 +607,139 @@ fn set_mode(p: &str, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// observer 0.1's path hash (a fixed seed, an invertible mix), to show the attack it allowed.
+fn fixed_seed_hash(path: &[u8]) -> u64 {
+    let mut h: u64 = 0x5851_f42d_4c95_7f2d;
+    for chunk in path.chunks(8) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        let x = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h = x ^ (x >> 29);
+    }
+    let x = (h ^ path.len() as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^ (x >> 31)
+}
+
+/// A name crafted to share another path's kernel key under a fixed hash would have its failures
+/// counted as the other's (or hide them). With the keyed hash both are reported, each with its
+/// own exact count.
+#[test]
+fn a_path_crafted_to_collide_under_the_old_hash_hides_nothing() {
+    let real = b"/var/www/html/wp-config.php";
+    let forged = b"/var/www/0014159SZ|`K;kwphp";
+    assert_eq!(
+        fixed_seed_hash(real),
+        fixed_seed_hash(forged),
+        "the pair collides under the old fixed-seed hash"
+    );
+    let comm = unique_comm("obs-coll");
+    let obs = Observer::start(&["--comm", &comm]);
+    // One process (a kernel key holds the pid): the forged name first, so it would own the key.
+    let open = |p: &[u8]| format!("openat:{}", hex(p));
+    let mut args = vec!["--comm".to_string(), comm.clone()];
+    args.extend(std::iter::repeat_n(open(forged), 3));
+    args.extend(std::iter::repeat_n(open(real), 5));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    failer(&argv);
+    let report = obs.stop();
+    assert_eq!(row(&report, forged, "ENOENT")["count"], 3, "{report:#}");
+    assert_eq!(row(&report, real, "ENOENT")["count"], 5, "{report:#}");
+}
+
+/// Names with C1 controls, bidi overrides and invisible tag characters reach no output raw: the
+/// JSON and the JSON lines carry them as `\u` escapes (the same strings for a parser), the table
+/// as visible `\u{...}` escapes.
+#[test]
+fn invisible_and_direction_changing_characters_never_reach_the_output_raw() {
+    let comm = unique_comm("obs-bidi");
+    let name = "/nonexistent-observer-bidi/a\u{85}b\u{202e}gpj.php\u{e0041}\u{e0042}";
+    let raw = ['\u{85}', '\u{202e}', '\u{e0041}'];
+    let run = |format: &str| {
+        let obs = Observer::start_with(&["--comm", &comm], &["--format", format]);
+        failer(&["--comm", &comm, &format!("openat:{}", hex(name.as_bytes()))]);
+        obs.stop_raw().0
+    };
+    let json = run("json");
+    assert!(
+        !raw.iter().any(|c| json.contains(*c)),
+        "raw in the JSON: {json:?}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        path_of(&doc["paths"][0]),
+        name.as_bytes(),
+        "the exact name for a parser"
+    );
+    assert!(
+        json.contains("\\u202e") && json.contains("\\udb40\\udc41"),
+        "{json}"
+    );
+    let jsonl = run("jsonl");
+    assert!(
+        !raw.iter().any(|c| jsonl.contains(*c)),
+        "raw in the JSON lines: {jsonl:?}"
+    );
+    let table = run("table");
+    assert!(
+        !raw.iter().any(|c| table.contains(*c)),
+        "raw in the table: {table:?}"
+    );
+    assert!(
+        table.contains("a\\u{0085}b\\u{202E}gpj.php\\u{E0041}\\u{E0042}"),
+        "{table}"
+    );
+}
+
+/// execve of a file that exists fails with ENOENT when its interpreter does not: the hint names
+/// the missing `#!` interpreter or ELF dynamic loader instead of saying "exists now".
+#[test]
+fn an_exec_that_fails_on_a_missing_interpreter_names_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let comm = unique_comm("obs-interp");
+    let tmp = TempDir::new("interp");
+    let script = tmp.join("cron-job");
+    std::fs::write(&script, "#!/nonexistent-observer/python9 -u\nprint(1)\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A real program whose loader path is changed to one that does not exist (same length).
+    let prog = tmp.join("prog");
+    let mut elf = std::fs::read("/bin/true").unwrap();
+    let ld = b"/lib64/ld-linux-x86-64.so.2";
+    let at = elf
+        .windows(ld.len())
+        .position(|w| w == ld)
+        .expect("a PT_INTERP string");
+    elf[at + ld.len() - 1] = b'9';
+    std::fs::write(&prog, &elf).unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let obs = Observer::start(&["--comm", &comm]);
+    failer(&[
+        "--comm",
+        &comm,
+        &format!("execve:{script}"),
+        &format!("execve:{prog}"),
+    ]);
+    let report = obs.stop();
+    for (path, what, missing) in [
+        (&script, "interpreter", "/nonexistent-observer/python9"),
+        (&prog, "dynamic loader", "/lib64/ld-linux-x86-64.so.9"),
+    ] {
+        let r = row(&report, path.as_bytes(), "ENOENT");
+        let kinds: Vec<&str> = r["hints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h["kind"].as_str())
+            .collect();
+        assert_eq!(kinds, ["interpreter_missing"], "{r:#}");
+        let msg = r["hints"][0]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("its {what} {missing} does not")),
+            "{msg}"
+        );
+        assert!(
+            r["rank"].as_u64() <= Some(2),
+            "not sunk by an 'exists now': {report:#}"
+        );
+    }
+}

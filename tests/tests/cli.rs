@@ -68,6 +68,12 @@ fn bad_flags_and_values_fail_cleanly() {
         &["--syscalls", "read"],
         &["--pid", "notanumber"],
         &["--no-such-flag"],
+        // These used to panic (exit 101).
+        &["-d", "1e20"],
+        &["-d", "1e19"],
+        &["report", "--since", "1e20"],
+        &["report", "--since", "2024-05-01T12:00+a\u{20ac}"],
+        &["record", "--retention", "1e20"],
     ] {
         let (code, _, err) = run(&[], args);
         assert_eq!(code, 2, "clap usage errors exit 2: {args:?} {err}");
@@ -157,4 +163,68 @@ fn tracepoint_offsets_match_the_kernels_format_files() {
         field("sched/sched_process_exit", "group_dead"),
         EXIT_GROUP_DEAD_OFFSET
     );
+}
+
+/// Files observer creates as root never go through a planted link or into a place another user
+/// controls, and a run that fails leaves the old report as it was.
+#[test]
+fn files_are_never_written_through_planted_links_or_into_others_places() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    let d = observer_tests::TempDir::new("cli-files");
+    let victim = d.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    // --output through a symlink: the link is replaced, its target untouched.
+    let out = d.join("report.json");
+    symlink(&victim, &out).unwrap();
+    let (code, _, err) = run(
+        &[],
+        &["--comm", "obs-none", "-d", "1s", "-f", "json", "-o", &out],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let m = std::fs::symlink_metadata(&out).unwrap();
+    assert!(m.is_file() && m.mode() & 0o777 == 0o600, "{m:?}");
+    assert_eq!(
+        std::fs::metadata(&victim).unwrap().mode() & 0o777,
+        0o644,
+        "not chmodded"
+    );
+
+    // A run that fails to start keeps the old report.
+    std::fs::write(&out, "old report").unwrap();
+    let (code, _, _) = run(
+        &[],
+        &["--comm", "a-name-far-too-long", "-d", "1s", "-o", &out],
+    );
+    assert_ne!(code, 0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "old report");
+
+    // The recorder's lock file, database and --jsonl: links are refused, in one line.
+    let db = d.join("h.db");
+    symlink(&victim, d.join("h.db.lock")).unwrap();
+    let rec = [
+        "record",
+        "--config",
+        "/dev/null",
+        "--comm",
+        "obs-none",
+        "--db",
+    ];
+    let (code, _, err) = run(&[], &[&rec[..], &[&db]].concat());
+    assert_one_clear_line(code, &err, &["symlink"]);
+    std::fs::remove_file(d.join("h.db.lock")).unwrap();
+    let jsonl = d.join("new.jsonl");
+    symlink(&victim, &jsonl).unwrap();
+    let (code, _, err) = run(&[], &[&rec[..], &[&db, "--jsonl", &jsonl]].concat());
+    assert_one_clear_line(code, &err, &["symlink"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+    // A history directory others may write is refused.
+    let open = d.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, _, err) = run(&[], &[&rec[..], &[&format!("{open}/h.db")]].concat());
+    assert_one_clear_line(code, &err, &["others may write it (mode 0777)"]);
 }

@@ -331,3 +331,46 @@ fn history_reports_check_a_running_containers_view_and_say_when_it_is_gone() {
     );
     drop(main);
 }
+
+/// observer's own unit gives it a private /tmp (PrivateTmp=, ProtectSystem=): processes of the
+/// host are still the host (not "private"), and their /tmp is theirs, not observer's.
+#[test]
+fn observer_in_a_namespace_of_its_own_still_sees_the_hosts_files() {
+    let comm = unique_comm("obs-own");
+    let tmp = TempDir::new("own");
+    std::fs::write(tmp.join("site.conf"), "").unwrap();
+    let culprit = tmp.join("site.cnof");
+    let obs = Observer::start_under(
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            "mount -t tmpfs observer-own /tmp && exec \"$0\" \"$@\"",
+        ],
+        &["--comm", &comm],
+        &["--format", "json"],
+        &[],
+    );
+    observer_tests::failer(&[
+        "--comm",
+        &comm,
+        "--linger",
+        "300",
+        &format!("openat:{culprit}"),
+    ]);
+    let report = obs.stop();
+    let rows = rows_at(&report, &culprit);
+    assert_eq!(rows.len(), 1, "{report:#}");
+    let r = rows[0];
+    assert_eq!(r["view"], "host", "a host process is the host's: {r:#}");
+    assert!(r["unit"].is_null() && r["container"].is_null(), "{r:#}");
+    assert_eq!(
+        message(r, "near_match"),
+        format!("did you mean {} (exists)", tmp.join("site.conf")),
+        "the hint looks in the process's /tmp, not observer's: {r:#}"
+    );
+}

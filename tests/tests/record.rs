@@ -46,6 +46,7 @@ fn record(comm: &str, db: &str, extra: &[&str]) -> Observer {
 }
 
 use observer_tests::history_report as report;
+use observer_tests::peak_rss_kib;
 
 fn count_of(report: &Value, path: &str) -> u64 {
     rows_for(report, path.as_bytes())
@@ -436,6 +437,8 @@ fn sighup_reloads_the_configuration_and_a_selector_change_restarts_the_capture()
     let mut obs = Observer::start_with(&["record", "--config", &cfg], &[]);
     failer(&["--comm", &a, "--repeat", "2", &format!("openat:{pa}")]);
     wait_for_count(&db, &pa, 2);
+    // Counted by the old program just before the reload, not read by any poll yet: kept.
+    failer(&["--comm", &a, "--repeat", "4", &format!("openat:{pa}")]);
 
     std::fs::write(
         &cfg,
@@ -454,13 +457,22 @@ fn sighup_reloads_the_configuration_and_a_selector_change_restarts_the_capture()
     std::fs::write(&cfg, "comm = [\n").unwrap();
     obs.signal(libc::SIGHUP);
     obs.wait_stderr("keeping the running configuration", Duration::from_secs(10));
+    // So does a value out of range (this one used to kill the recorder).
+    std::fs::write(
+        &cfg,
+        format!("comm = \"{b}\"\ndb = \"{db}\"\nretention = \"1e20\"\n"),
+    )
+    .unwrap();
+    obs.signal(libc::SIGHUP);
+    let l = obs.wait_stderr("retention", Duration::from_secs(10));
+    assert!(l.contains("too long"), "{l}");
     obs.stop_raw();
 
     let r = report(&db);
     assert_eq!(
         count_of(&r, &pa),
-        2,
-        "{a} is not watched after the reload: {r:#}"
+        6,
+        "{a}: 2 + 4 before the reload, none after (it is not watched any more): {r:#}"
     );
     assert_eq!(count_of(&r, &pb), 3, "{r:#}");
     let lines = std::fs::read_to_string(&jsonl).unwrap();
@@ -614,4 +626,197 @@ fn idle_keys_are_forgotten_and_counted_again_from_their_next_failure() {
     wait_for_count(&db, &path, 5);
     obs.stop_raw();
     assert_eq!(count_of(&report(&db), &path), 5);
+}
+
+/// A reload that changes the selectors swaps the old capture for the new one microseconds apart
+/// and takes everything the old one counted: a storm of failures running across the reload is
+/// counted (within the few calls of the swap itself), and nothing twice.
+#[test]
+fn a_selector_reload_in_the_middle_of_a_storm_keeps_the_counts() {
+    const N: u64 = 400_000;
+    let dir = TempDir::new("rec-swap");
+    let db = dir.join("observer.db");
+    let cfg = dir.join("observer.toml");
+    let a = unique_comm("obs-swapa");
+    let b = unique_comm("obs-swapb");
+    let p = missing("swap.conf");
+    std::fs::write(
+        &cfg,
+        format!("comm = \"{a}\"\ndb = \"{db}\"\nflush-interval = \"1s\"\n"),
+    )
+    .unwrap();
+    let mut obs = Observer::start_with(&["record", "--config", &cfg], &[]);
+    let storm = std::thread::spawn({
+        let (a, p) = (a.clone(), p.clone());
+        move || {
+            failer(&[
+                "--comm",
+                &a,
+                "--repeat",
+                &N.to_string(),
+                &format!("openat:{p}"),
+            ])
+        }
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    // Both names after the reload: the storm stays watched.
+    std::fs::write(
+        &cfg,
+        format!("comm = [\"{a}\", \"{b}\"]\ndb = \"{db}\"\nflush-interval = \"1s\"\n"),
+    )
+    .unwrap();
+    obs.signal(libc::SIGHUP);
+    obs.wait_stderr("reloaded", Duration::from_secs(10));
+    storm.join().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    obs.stop_raw();
+    let c = count_of(&report(&db), &p);
+    assert!(c <= N, "counted twice: {c} > {N}");
+    assert!(
+        N - c <= N / 1000,
+        "{} of {N} failures lost across the reload (only the few of the swap may be)",
+        N - c
+    );
+    eprintln!(
+        "reload in a storm: {c} of {N} counted ({} lost in the swap)",
+        N - c
+    );
+}
+
+/// A scrape, or None when the connection is refused or closed without an answer.
+fn try_scrape(addr: &str) -> Option<String> {
+    let mut c = std::net::TcpStream::connect(addr).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(c, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    head.contains(" 200").then(|| body.to_string())
+}
+
+/// Any local user can connect to /metrics: an endless header line, hundreds of idle connections
+/// and a descriptor limit reached must neither grow the recorder's memory nor end the endpoint,
+/// and a scrape still gets its answer.
+#[test]
+fn metrics_survive_hostile_clients_within_bounded_memory() {
+    use std::io::Write;
+    let dir = TempDir::new("rec-abuse");
+    let db = dir.join("observer.db");
+    let comm = unique_comm("obs-abuse");
+    let mut obs = record(&comm, &db, &["--metrics", "127.0.0.1:0"]);
+    let addr = metrics_addr(&mut obs);
+    let before = peak_rss_kib(obs.pid());
+
+    // One endless header line, as fast as the client can write: cut off, not buffered.
+    let flood = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.write_all(b"GET /metrics HTTP/1.1\r\nX-Flood: ").unwrap();
+            let chunk = vec![b'a'; 64 * 1024];
+            let t = Instant::now();
+            let mut sent = 0u64;
+            while t.elapsed() < Duration::from_secs(5) {
+                match c.write(&chunk) {
+                    Ok(n) => sent += n as u64,
+                    Err(_) => return (sent, true),
+                }
+            }
+            (sent, false)
+        })
+    };
+    // Many idle connections: a few are served (and time out), the rest closed.
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // While idle clients hold every slot a scrape is refused; they time out within seconds.
+    let t = Instant::now();
+    let body = loop {
+        if let Some(b) = try_scrape(&addr) {
+            break b;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no scrape got through"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    eprintln!("a scrape got through the abuse after {:?}", t.elapsed());
+    let (sent, cut) = flood.join().unwrap();
+    assert!(
+        cut,
+        "the endless header was not cut off ({sent} bytes sent)"
+    );
+    drop(idle);
+
+    // Out of descriptors for a while: accept fails, the endpoint waits and goes on.
+    let pid = obs.pid().to_string();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = (fds + 2).to_string();
+    // The soft limit only (raising a hard limit back needs CAP_SYS_RESOURCE).
+    let prlimit = |n: &str| {
+        let st = std::process::Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={n}:")])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    prlimit(&limit);
+    let _held: Vec<std::net::TcpStream> = (0..20)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    prlimit("1024");
+    drop(_held);
+    let t = Instant::now();
+    while try_scrape(&addr).is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the endpoint did not live on after EMFILE"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let after = peak_rss_kib(obs.pid());
+    eprintln!(
+        "peak RSS {before} KiB before, {after} KiB after the abuse ({sent} header bytes sent)"
+    );
+    assert!(
+        after < before + 32 * 1024,
+        "the recorder's peak memory grew from {before} to {after} KiB"
+    );
+    obs.stop_raw();
+}
+
+/// `--metrics unix:PATH`: the failing paths only for whoever may open the socket (mode 0600).
+#[test]
+fn metrics_on_a_unix_socket_are_private() {
+    use std::io::Write;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = TempDir::new("rec-unix");
+    let db = dir.join("observer.db");
+    let sock = dir.join("metrics.sock");
+    let comm = unique_comm("obs-unix");
+    let mut obs = record(&comm, &db, &["--metrics", &format!("unix:{sock}")]);
+    obs.wait_stderr(&format!("metrics on unix:{sock}"), Duration::from_secs(5));
+    let m = std::fs::symlink_metadata(&sock).unwrap();
+    assert!(m.file_type().is_socket());
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    write!(c, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).unwrap();
+    assert!(
+        raw.starts_with("HTTP/1.0 200") && raw.ends_with("# EOF\n"),
+        "{raw}"
+    );
+    obs.stop_raw();
+    assert!(
+        !std::path::Path::new(&sock).exists(),
+        "the socket is removed at the end"
+    );
 }

@@ -162,6 +162,25 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
             ]),
     )?;
 
+    eprintln!("bench: the history database (measure_ set)");
+    crate::status(
+        Command::new(crate::cargo())
+            .current_dir(crate::root())
+            .args([
+                "test",
+                "--release",
+                "--package",
+                "observer",
+                "--lib",
+                "measure_",
+                "--",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ]),
+    )?;
+
     // Peers: rounds of untraced, traced, untraced; one tracer start per round.
     let calls = 200_000;
     let rounds = a.rounds;

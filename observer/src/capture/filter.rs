@@ -167,6 +167,7 @@ impl Filter {
             c.flags |= CONFIG_OPENED;
         }
         c.self_tgid = std::process::id();
+        c.hash_key = random_key();
         c
     }
 
@@ -294,6 +295,32 @@ impl Filter {
         }
         s
     }
+}
+
+/// A fresh 128-bit key from the kernel's random pool (getrandom), for the path hash. Never
+/// written anywhere: a file name cannot be crafted to share another's kernel key.
+fn random_key() -> [u64; 2] {
+    let mut b = [0u8; 16];
+    let mut got = 0;
+    while got < b.len() {
+        // SAFETY: getrandom writes at most the given length into the buffer.
+        let n = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), b.len() - got, 0) };
+        if n <= 0 {
+            // Before the pool is ready (early boot): the time and pid still vary per load.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            return [
+                t ^ 0x9e37_79b9_7f4a_7c15,
+                u64::from(std::process::id()).rotate_left(32) ^ t,
+            ];
+        }
+        got += n as usize;
+    }
+    [
+        u64::from_le_bytes(b[..8].try_into().unwrap_or_default()),
+        u64::from_le_bytes(b[8..].try_into().unwrap_or_default()),
+    ]
 }
 
 /// Does the process name `comm` match `pattern` (a name, or a prefix ending in `*`), as the

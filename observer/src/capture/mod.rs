@@ -23,7 +23,7 @@ use aya::{
     },
 };
 use observer_common::{
-    AggKey, AggVal, CONFIG_GLOBAL, MAP_AGG, MAP_CGROUPS, MAP_EVENTS, MAP_PIDS, MAP_STATS,
+    AggKey, AggVal, CONFIG_GLOBAL, MAP_AGG, MAP_CGROUPS, MAP_EVENTS, MAP_GATE, MAP_PIDS, MAP_STATS,
     PID_EXPLICIT, PID_INHERITED, STAT_COUNT, Stat, Syscall,
 };
 
@@ -64,6 +64,8 @@ pub struct Capture {
     cgroup_paths: Vec<PathBuf>,
     /// `--container` id prefixes, resolved to cgroups at every refresh.
     containers: Vec<String>,
+    /// The path hash's secret key in this load.
+    hash_key: [u64; 2],
 }
 
 /// Where the BTF-typed hook finds what it loads straight from the current task, in the running
@@ -99,6 +101,12 @@ fn task_offsets(kernel_btf: &[u8], config: &mut observer_common::Config) {
 impl Capture {
     /// Loads the program with `filter`, fills the pid/cgroup maps, and attaches the hooks.
     pub fn start(filter: &Filter, verbose: bool) -> Result<Capture> {
+        Self::start_gated(filter, verbose, true)
+    }
+
+    /// As `start`; with `open` false, the attached program records nothing until
+    /// [`Capture::set_gate`] opens it.
+    pub fn start_gated(filter: &Filter, verbose: bool, open: bool) -> Result<Capture> {
         filter.validate()?;
         if EBPF_OBJECT.is_empty() {
             bail!(
@@ -164,6 +172,7 @@ impl Capture {
             logger,
             cgroup_paths: filter.cgroups.clone(),
             containers: filter.containers.clone(),
+            hash_key: config.hash_key,
         };
 
         if !filter.pids.is_empty() {
@@ -178,6 +187,7 @@ impl Capture {
         if filter.by_cgroup() {
             cap.refresh_cgroups()?;
         }
+        cap.set_gate(open)?;
 
         cap.attached = attached;
         cap.skipped = skipped
@@ -390,6 +400,105 @@ impl Capture {
                 Err(aya::maps::MapError::KeyNotFound) => continue,
                 Err(e) => return Err(e).context("reading the aggregate map"),
             }
+        }
+        Ok(out)
+    }
+
+    /// Opens or closes the program's gate: closed, it records nothing (see `MAP_GATE`).
+    pub fn set_gate(&mut self, open: bool) -> Result<()> {
+        let mut gate: aya::maps::Array<&mut MapData, u32> = self
+            .ebpf
+            .map_mut(MAP_GATE)
+            .ok_or_else(|| anyhow!("no {MAP_GATE} map"))?
+            .try_into()?;
+        gate.set(0, u32::from(open), 0)
+            .context("setting the capture's gate")?;
+        Ok(())
+    }
+
+    /// The path hash's key in this load (the test that checks the kernel's keys needs it).
+    pub fn hash_key(&self) -> [u64; 2] {
+        self.hash_key
+    }
+
+    /// Removes keys from the in-kernel aggregate and returns what they counted, each read and
+    /// deleted in one step (`BPF_MAP_LOOKUP_AND_DELETE_ELEM`): a failure counted between a read
+    /// and a delete is not lost. Keys already gone are skipped. Kernels before 5.14 cannot do
+    /// this for hash maps: there the key is read, then deleted.
+    pub fn take_keys(&mut self, keys: &[AggKey]) -> Result<Vec<(AggKey, AggVal)>> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let map = match self.ebpf.map(MAP_AGG) {
+            Some(aya::maps::Map::HashMap(m)) => m,
+            _ => bail!("no {MAP_AGG} hash map"),
+        };
+        let fd = map.fd().as_fd().as_raw_fd();
+        let mut out = Vec::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            let mut v = AggVal {
+                count: 0,
+                first_ns: 0,
+            };
+            // The bpf(2) attribute of the map-element commands: map_fd, key, value, flags.
+            #[repr(C)]
+            struct Elem {
+                map_fd: u32,
+                _pad: u32,
+                key: u64,
+                value: u64,
+                flags: u64,
+            }
+            let attr = Elem {
+                map_fd: fd as u32,
+                _pad: 0,
+                key: (k as *const AggKey) as u64,
+                value: (&raw mut v) as u64,
+                flags: 0,
+            };
+            // SAFETY: bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM) reads `attr` (its size passed), the key
+            // it points to, and writes one value of the map's value size into `v`.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    21, // BPF_MAP_LOOKUP_AND_DELETE_ELEM
+                    &raw const attr,
+                    std::mem::size_of::<Elem>(),
+                )
+            };
+            if rc == 0 {
+                out.push((*k, v));
+                continue;
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENOENT) => {}
+                // An old kernel (ENOTSUPP is the kernel's 524): read, then delete.
+                Some(libc::EINVAL | libc::EOPNOTSUPP | 524) => {
+                    return self.take_rest(&keys[i..], out);
+                }
+                _ => {
+                    return Err(std::io::Error::last_os_error())
+                        .context("reading and deleting a kernel key");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `take_keys` on a kernel without lookup-and-delete for hash maps.
+    fn take_rest(
+        &mut self,
+        keys: &[AggKey],
+        mut out: Vec<(AggKey, AggVal)>,
+    ) -> Result<Vec<(AggKey, AggVal)>> {
+        let mut m: BpfHashMap<&mut MapData, AggKey, AggVal> = self
+            .ebpf
+            .map_mut(MAP_AGG)
+            .ok_or_else(|| anyhow!("no {MAP_AGG} map"))?
+            .try_into()?;
+        for k in keys {
+            if let Ok(v) = m.get(k, 0) {
+                out.push((*k, v));
+            }
+            let _ = m.remove(k);
         }
         Ok(out)
     }

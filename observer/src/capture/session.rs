@@ -79,7 +79,12 @@ impl Session {
     /// Loads and attaches the capture for `filter`, says which syscalls it could not hook, and
     /// registers its ring buffer with the runtime.
     pub(crate) fn start(filter: &Filter, verbose: bool) -> Result<Session> {
-        let mut cap = Capture::start(filter, verbose)?;
+        Self::start_gated(filter, verbose, true)
+    }
+
+    /// As `start`; with `open` false, attached but recording nothing until `set_gate`.
+    pub(crate) fn start_gated(filter: &Filter, verbose: bool, open: bool) -> Result<Session> {
+        let mut cap = Capture::start_gated(filter, verbose, open)?;
         for (sys, why) in &cap.skipped {
             log::warn!("{} not hooked: {why}", sys.name());
         }
@@ -136,6 +141,22 @@ impl Session {
     /// Forgets keys in the kernel's aggregate.
     pub(crate) fn forget_keys(&mut self, keys: &[AggKey]) -> Result<()> {
         self.cap.forget_keys(keys)
+    }
+
+    /// Forgets keys in the kernel's aggregate and returns their last counts, each read and
+    /// deleted at once.
+    pub(crate) fn take_keys(&mut self, keys: &[AggKey]) -> Result<Vec<(AggKey, AggVal)>> {
+        self.cap.take_keys(keys)
+    }
+
+    /// Detaches the syscall hook (the maps stay readable).
+    pub(crate) fn pause(&mut self) -> Result<()> {
+        self.cap.pause()
+    }
+
+    /// Opens or closes the gate: closed, the program records nothing.
+    pub(crate) fn set_gate(&mut self, open: bool) -> Result<()> {
+        self.cap.set_gate(open)
     }
 
     /// Reads the kernel's counts and counters; re-reads the `--cgroup` directories (a restarted

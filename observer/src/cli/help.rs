@@ -40,10 +40,12 @@ Record continuously into the history database, with the same selectors as the ad
 Failures are counted in the kernel and written once per --flush-interval, in one transaction, as
 per-minute counts per (path, errno, syscall, process name, uid/gid, container or unit). A crash
 or `kill -9` loses at most one interval; SIGTERM and SIGINT write everything before exiting.
-SIGHUP re-reads the configuration file and reopens the --jsonl file (for log rotation). Memory stays bounded: keys
-idle for two minutes are forgotten in the kernel and in observer after their counts are taken.
-When the history cannot be written (disk full), capture goes on in memory, the error is logged,
-and writing resumes when it can.";
+SIGHUP re-reads the configuration file and reopens the --jsonl file (for log rotation).
+
+Memory stays bounded: keys idle for two minutes are forgotten in the kernel and in observer after
+their counts are taken; at most 200,000 per-minute counts and 32 MiB of path names wait for a
+flush. When the history cannot be written (disk full), capture goes on within those bounds, the
+error is logged, and writing resumes when it can; what does not fit is counted as dropped.";
 
 pub(super) const RECORD_AFTER_HELP: &str = "\
 Configuration file (TOML, default /etc/observer/observer.toml; a missing default file is fine).

@@ -179,9 +179,10 @@ struct RecordArgs {
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     max_db_size: Option<u64>,
 
-    /// Serve Prometheus/OpenMetrics metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (`off`
-    /// to disable one set in the configuration file).
-    #[arg(long, value_name = "ADDR")]
+    /// Serve Prometheus/OpenMetrics metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464, or on a
+    /// unix socket only root can connect to: unix:/run/observer/metrics.sock (`off` to disable
+    /// one set in the configuration file). A TCP port shows failing paths to every local user.
+    #[arg(long, value_name = "ADDR|unix:PATH")]
     metrics: Option<String>,
 
     /// How many paths /metrics labels (the most failing in the last hour). [default: 20]

@@ -141,7 +141,7 @@ pub(crate) async fn run(args: Overrides) -> Result<()> {
     let db = Writer::open(&settings.db, &filter_json(&settings.filter), now_ms())?;
     let jsonl = Jsonl::open(&settings.jsonl)?;
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-    let metrics = match settings.metrics {
+    let metrics = match settings.metrics.clone() {
         Some(a) => Some(metrics::Server::start(a, snapshot.clone())?),
         None => None,
     };
@@ -182,7 +182,7 @@ pub(crate) async fn run(args: Overrides) -> Result<()> {
         rec.db.path().display(),
         humantime::format_duration(rec.settings.flush_interval),
         match &rec.metrics {
-            Some(m) => format!("; metrics on http://{}/metrics", m.addr),
+            Some(m) => format!("; metrics on {}", m.addr),
             None => String::new(),
         },
         match &rec.jsonl {
@@ -412,10 +412,20 @@ impl Recorder {
             self.settings.evict_after
         };
         let before = monotonic_ns().saturating_sub(idle.as_nanos() as u64);
-        let keys = self.tracker.evict_idle(before);
+        let keys = self.tracker.idle_keys(before);
         if !keys.is_empty() {
             log::debug!("forgetting {} idle key(s)", keys.len());
-            session.forget_keys(&keys)?;
+            // Each key read and deleted at once: what it counted since the last read is
+            // taken, not lost.
+            let last = session.take_keys(&keys)?;
+            self.tracker.on_counts(
+                &last,
+                now_ms(),
+                monotonic_ns(),
+                MISS_LIMIT,
+                &mut self.pending,
+            );
+            self.tracker.forget(&keys);
         }
         Ok(())
     }
@@ -544,10 +554,10 @@ impl Recorder {
             if let Some(m) = self.metrics.take() {
                 m.stop();
             }
-            if let Some(a) = new.metrics {
+            if let Some(a) = new.metrics.clone() {
                 match metrics::Server::start(a, self.snapshot.clone()) {
                     Ok(m) => {
-                        log::info!("metrics on http://{}/metrics", m.addr);
+                        log::info!("metrics on {}", m.addr);
                         self.metrics = Some(m);
                     }
                     Err(e) => {
@@ -558,14 +568,19 @@ impl Recorder {
             }
         }
         if new.filter != self.settings.filter {
-            // Take what the old capture counted, then attach anew: new kernel maps, so every
-            // key starts over from its record and nothing is counted twice.
-            session.drain(self);
-            let p = session.poll()?;
-            self.take(session, p)?;
+            // Attach the new capture closed while the old one counts; then close the old one's
+            // gate and open the new one's (two map writes, a microsecond apart), detach the old
+            // one and take everything it counted. New kernel maps: every key starts over from
+            // its record, and nothing is counted twice.
             let old_filter = self.settings.filter.clone();
-            match Session::start(&new.filter, self.settings.verbose) {
-                Ok(l) => {
+            match Session::start_gated(&new.filter, self.settings.verbose, false) {
+                Ok(mut l) => {
+                    session.set_gate(false)?;
+                    l.set_gate(true)?;
+                    session.pause()?;
+                    session.drain(self);
+                    let p = session.poll()?;
+                    self.take(session, p)?;
                     self.bad_records += session.bad_records();
                     *session = l;
                     self.tracker.reset_keys();

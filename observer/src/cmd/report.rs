@@ -105,6 +105,7 @@ fn build(
     let window_start = time_of_ms(earliest.map_or(start_ms, |e| e.max(start_ms)));
     let ctx = RankContext {
         evidence: true,
+        hints: true,
         window_start,
         now: time_of_ms(to_ms),
         warmup_secs: WARMUP_SECS,
@@ -115,6 +116,9 @@ fn build(
         distinct: failures.len() as u64,
         lost: stats.lost,
         overflow: stats.overflow,
+        dropped: stats.dropped,
+        unlisted_paths: 0,
+        unlisted_failures: 0,
         capture: None,
     };
     let overlapping: Vec<Session> = sessions

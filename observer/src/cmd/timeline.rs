@@ -42,7 +42,7 @@ pub(crate) fn run(s: &Settings) -> Result<String> {
     let conn = reader::open_reader(&s.db)?;
     let t = build(&conn, &s.path, from, to, now)?;
     Ok(match s.format {
-        Format::Json => format!("{:#}\n", timeline::json(&t)),
+        Format::Json => crate::escape::safe_json(&format!("{:#}\n", timeline::json(&t))),
         _ => timeline::text(&t),
     })
 }

@@ -6,12 +6,12 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::aggregate::Store;
 use crate::capture::{Clock, Filter, Handler, Loop, Polled, Session, Sighting, monotonic_ns};
 use crate::files;
-use crate::model::RankContext;
+use crate::model::{Failure, RankContext, Totals};
 use crate::render::fix::FixFormat;
 use crate::render::live::Live;
 use crate::render::{self, Format, json};
@@ -35,6 +35,10 @@ pub(crate) struct Settings {
     pub(crate) verbose: bool,
 }
 
+/// How long the final report's filesystem checks may take (their own budgets are 5 s for hints
+/// and 3 s for referrers; past this, something hangs).
+const FINAL_CHECKS_TIME: Duration = Duration::from_secs(20);
+
 /// What the ad-hoc mode keeps while it captures.
 struct Watch {
     store: Store,
@@ -55,21 +59,64 @@ struct Watch {
 impl Watch {
     /// The report now; `evidence`: with referrers, changes and fixes (the final one).
     fn report(&self, evidence: bool) -> Report {
-        let failures = self.store.failures(&self.clock);
-        let totals = self.store.totals(&failures);
-        let ctx = RankContext {
-            evidence,
-            window_start: self.started,
-            now: SystemTime::now(),
-            warmup_secs: WARMUP_SECS,
-            baseline: None,
-        };
+        let (failures, totals, ctx) = self.inputs(evidence, true);
         Report::ranked(
             failures,
             totals,
             &ctx,
             &self.hint_env,
             self.store.opened(),
+            Some(&self.filter.watched()),
+            None,
+        )
+    }
+
+    fn inputs(&self, evidence: bool, hints: bool) -> (Vec<Failure>, Totals, RankContext) {
+        let failures = self.store.failures(&self.clock);
+        let totals = self.store.totals(&failures);
+        let ctx = RankContext {
+            evidence,
+            hints,
+            window_start: self.started,
+            now: SystemTime::now(),
+            warmup_secs: WARMUP_SECS,
+            baseline: None,
+        };
+        (failures, totals, ctx)
+    }
+
+    /// The final report, its filesystem checks on a thread of their own: when they do not end
+    /// in [`FINAL_CHECKS_TIME`] (a filesystem that hangs), the report is made without them, and
+    /// says so. Ctrl-C always gets its report.
+    fn final_report(&self) -> Report {
+        let (failures, totals, ctx) = self.inputs(true, true);
+        let opened = self.store.opened().to_vec();
+        let watched = self.filter.watched();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = std::thread::Builder::new()
+            .name("checks".into())
+            .spawn(move || {
+                let env = HintEnv::default();
+                let r = Report::ranked(failures, totals, &ctx, &env, &opened, Some(&watched), None);
+                let _ = tx.send(r);
+            });
+        if worker.is_ok()
+            && let Ok(r) = rx.recv_timeout(FINAL_CHECKS_TIME)
+        {
+            return r;
+        }
+        log::warn!(
+            "the filesystem checks did not finish in {}s (a filesystem that does not answer?): \
+             the report has no hints",
+            FINAL_CHECKS_TIME.as_secs()
+        );
+        let (failures, totals, ctx) = self.inputs(false, false);
+        Report::ranked(
+            failures,
+            totals,
+            &ctx,
+            &self.hint_env,
+            &[],
             Some(&self.filter.watched()),
             None,
         )
@@ -130,8 +177,8 @@ pub(crate) async fn run(s: Settings) -> Result<()> {
         Format::Table
     });
     // Fail on an unwritable --output before capturing anything, not after.
-    let mut out_file = match &s.output {
-        Some(p) => Some(files::create_private(p)?),
+    let out_file = match &s.output {
+        Some(p) => Some(files::Output::create(p)?),
         None => None,
     };
 
@@ -184,25 +231,13 @@ pub(crate) async fn run(s: Settings) -> Result<()> {
             session.bad_records()
         );
     }
-    let report = w.report(true);
+    let report = w.final_report();
     let text = match s.fix {
         Some(form) => render::fix::render(&report, form),
         None => render::render(&report, format, s.top),
     };
-    match out_file.as_mut() {
-        Some(f) => {
-            f.write_all(text.as_bytes())
-                .and_then(|()| f.flush())
-                .with_context(|| {
-                    format!(
-                        "writing {}",
-                        s.output
-                            .as_ref()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default()
-                    )
-                })?;
-        }
+    match out_file {
+        Some(f) => f.commit(text.as_bytes())?,
         None => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();

@@ -218,6 +218,10 @@ pub(crate) const OTHER_COMM: &str = "_other";
 /// past it the memory starts over (a failure may then be announced again).
 pub(crate) const MAX_SEEN: usize = 200_000;
 
+/// Most path bytes record mode holds for its keys (shared by the kernel keys it tracks and the
+/// buckets pending). A failure whose new key would pass it is counted as dropped and not kept.
+pub(crate) const MAX_KEY_BYTES: usize = 32 << 20;
+
 /// Kernel keys counted by record mode, and what it has counted for them.
 #[derive(Default)]
 pub(crate) struct Tracker {
@@ -228,6 +232,8 @@ pub(crate) struct Tracker {
     seen: HashSet<u64>,
     /// Interned keys, so the keys of many pids share one path.
     interned: HashMap<Arc<BucketKey>, ()>,
+    /// Path bytes of `interned`.
+    interned_bytes: usize,
     pub(crate) totals: Totals,
     comm_labels: HashSet<String>,
     place_labels: HashSet<(String, String)>,
@@ -247,13 +253,22 @@ impl Tracker {
         self.keys.is_empty()
     }
 
-    fn intern(&mut self, k: BucketKey) -> Arc<BucketKey> {
+    /// The shared copy of `k`; `None` when a new one would pass [`MAX_KEY_BYTES`].
+    fn intern(&mut self, k: BucketKey) -> Option<Arc<BucketKey>> {
         if let Some((a, ())) = self.interned.get_key_value(&k) {
-            return a.clone();
+            return Some(a.clone());
         }
+        if self.interned_bytes + k.path.len() > MAX_KEY_BYTES {
+            // Buckets flushed since the last collection may have freed some.
+            self.gc_interned();
+            if self.interned_bytes + k.path.len() > MAX_KEY_BYTES {
+                return None;
+            }
+        }
+        self.interned_bytes += k.path.len();
         let a = Arc::new(k);
         self.interned.insert(a.clone(), ());
-        a
+        Some(a)
     }
 
     fn count_total(&mut self, k: &BucketKey, n: u64) {
@@ -299,7 +314,7 @@ impl Tracker {
         pending: &mut Pending,
     ) -> Option<NewFailure> {
         let h = &s.hdr;
-        let bucket = self.intern(BucketKey {
+        let Some(bucket) = self.intern(BucketKey {
             path: info.path.clone(),
             errno: info.errno,
             syscall: info.syscall,
@@ -307,7 +322,20 @@ impl Tracker {
             uid: info.uid,
             gid: info.gid,
             place: info.place.place.clone(),
-        });
+        }) else {
+            // Not kept. A kernel key stays unknown: `on_counts` counts all it counted as dropped
+            // (this failure included) and has the kernel forget it.
+            if h.status & STATUS_UNAGGREGATED != 0 {
+                pending.add_stats(
+                    minute_of(wall_ms),
+                    MinuteStats {
+                        dropped: 1,
+                        ..MinuteStats::default()
+                    },
+                );
+            }
+            return None;
+        };
         let open_flags = if info.syscall.intent() == observer_common::Intent::Open {
             info.flags
         } else {
@@ -423,17 +451,27 @@ impl Tracker {
 
     /// Forgets the keys whose count has not grown since `before_ns` (monotonic); returns them,
     /// to be removed from the kernel map too. Everything they counted is in `pending` already.
-    pub(crate) fn evict_idle(&mut self, before_ns: u64) -> Vec<AggKey> {
-        let idle: Vec<AggKey> = self
-            .keys
+    /// The keys that did not grow since `before_ns`.
+    pub(crate) fn idle_keys(&self, before_ns: u64) -> Vec<AggKey> {
+        self.keys
             .iter()
             .filter(|(_, st)| st.last_growth_ns < before_ns)
             .map(|(k, _)| *k)
-            .collect();
-        for k in &idle {
+            .collect()
+    }
+
+    /// Forgets `keys` (taken out of the kernel's map, their last counts counted).
+    pub(crate) fn forget(&mut self, keys: &[AggKey]) {
+        for k in keys {
             self.keys.remove(k);
         }
         self.gc_interned();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn evict_idle(&mut self, before_ns: u64) -> Vec<AggKey> {
+        let idle = self.idle_keys(before_ns);
+        self.forget(&idle);
         idle
     }
 
@@ -446,7 +484,15 @@ impl Tracker {
 
     fn gc_interned(&mut self) {
         // An interned key only the table itself holds is unused.
-        self.interned.retain(|k, ()| Arc::strong_count(k) > 1);
+        let mut freed = 0;
+        self.interned.retain(|k, ()| {
+            let used = Arc::strong_count(k) > 1;
+            if !used {
+                freed += k.path.len();
+            }
+            used
+        });
+        self.interned_bytes -= freed;
     }
 }
 
@@ -679,5 +725,49 @@ mod tests {
         assert_eq!(labels.len(), MAX_PLACE_LABELS + 2, "{labels:?}");
         assert!(labels.contains(&("00aaaaaaaaaa", "")), "{labels:?}");
         assert!(labels.contains(&("_other", "")) && labels.contains(&("", "_other")));
+    }
+
+    #[test]
+    fn keys_past_the_byte_bound_are_counted_dropped_and_room_comes_back_after_a_flush() {
+        let mut t = Tracker::new();
+        let mut p = Pending::new(1_000_000);
+        let long = "x".repeat(4000);
+        let n = (MAX_KEY_BYTES / 4000 + 5) as u64;
+        let mut refused = vec![];
+        for i in 0..n {
+            let k = key(i, 10);
+            let (s, info) = sighting(format!("/{i}/{long}").as_bytes(), k, 0);
+            t.on_sighting(&s, info, 0, 1, &mut p);
+            if !t.keys.contains_key(&k) {
+                refused.push(k);
+            }
+        }
+        assert!(t.interned_bytes <= MAX_KEY_BYTES);
+        assert!(refused.len() >= 5, "{}", refused.len());
+        let kept = p.failures();
+        assert_eq!(kept + refused.len() as u64, n);
+        // The kernel counted 3 for each refused key: all 3 are dropped, none kept.
+        let counts: Vec<_> = refused.iter().map(|k| (*k, val(3))).collect();
+        t.on_counts(&counts, 0, 1, 2, &mut p);
+        let orphans = t.on_counts(&counts, 0, 2, 2, &mut p);
+        assert_eq!(orphans.len(), refused.len());
+        assert_eq!(p.stats[&0].dropped, 3 * refused.len() as u64);
+        // One-by-one failures past the bound count one each.
+        let (s, info) = sighting(
+            format!("/u/{long}").as_bytes(),
+            key(u64::MAX, 10),
+            STATUS_UNAGGREGATED,
+        );
+        t.on_sighting(&s, info, 0, 1, &mut p);
+        assert_eq!(p.stats[&0].dropped, 3 * refused.len() as u64 + 1);
+        // Flushed and forgotten: the room is back.
+        p.clear();
+        let all: Vec<_> = t.keys.keys().copied().collect();
+        t.forget(&all);
+        assert_eq!(t.interned_bytes, 0);
+        let k = refused[0];
+        let (s, info) = sighting(format!("/again/{long}").as_bytes(), k, 0);
+        t.on_sighting(&s, info, 0, 1, &mut p);
+        assert!(t.keys.contains_key(&k));
     }
 }

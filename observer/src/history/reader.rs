@@ -56,11 +56,21 @@ pub(crate) fn places(conn: &Connection) -> Result<HashMap<i64, Place>, DbError> 
             let id: String = r.get(2)?;
             let pod: String = r.get(3)?;
             let unit: String = r.get(4)?;
-            let container = Runtime::parse(&runtime).map(|runtime| Container {
-                runtime,
-                id,
-                pod: Some(pod).filter(|p| !p.is_empty()),
-            });
+            // Checked as observer writes them (ids are hex, a pod uid hex and dashes): a hostile
+            // copy of the history cannot smuggle anything else into a container's name.
+            let hexish = |s: &str, dash: bool| {
+                !s.is_empty()
+                    && s.len() <= 64
+                    && s.bytes()
+                        .all(|b| b.is_ascii_hexdigit() || (dash && b == b'-'))
+            };
+            let container = Runtime::parse(&runtime)
+                .filter(|_| hexish(&id, true))
+                .map(|runtime| Container {
+                    runtime,
+                    id,
+                    pod: Some(pod).filter(|p| hexish(p, true)),
+                });
             let place = Place {
                 container,
                 unit: Some(unit).filter(|u| !u.is_empty()),
@@ -97,6 +107,7 @@ pub(crate) fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Fail
         .query(params![from, to])
         .map_err(sql("reading failures"))?;
     let mut unknown = BTreeSet::new();
+    let mut left_out = 0u64;
     while let Some(r) = q.next().map_err(sql("reading failures"))? {
         let path = Bytes::from(r.get::<_, Vec<u8>>(0).map_err(sql("reading failures"))?);
         let errno: i32 = r.get(1).map_err(sql("reading failures"))?;
@@ -121,6 +132,10 @@ pub(crate) fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Fail
             ))
         })()
         .map_err(sql("reading failures"))?;
+        if rows.len() >= MAX_ROWS && !rows.contains_key(&(path.clone(), errno, place_id)) {
+            left_out += 1;
+            continue;
+        }
         let (f, pids) = rows
             .entry((path.clone(), errno, place_id))
             .or_insert_with(|| {
@@ -136,7 +151,16 @@ pub(crate) fn failures(conn: &Connection, from: i64, to: i64) -> Result<Vec<Fail
         pids.insert(pid);
     }
     for s in unknown {
-        log::warn!("history holds syscall {s:?}, unknown to this observer: its rows are skipped");
+        log::warn!(
+            "history holds syscall {}, unknown to this observer: its rows are skipped",
+            crate::escape::escape_str(&s)
+        );
+    }
+    if left_out > 0 {
+        log::warn!(
+            "the window holds more than {MAX_ROWS} distinct failures: {left_out} bucket(s) left \
+             out of the report (narrow --since/--until)"
+        );
     }
     Ok(rows
         .into_values()
@@ -465,7 +489,33 @@ fn open_immutable(db: &Path) -> Result<Connection, DbError> {
     .map_err(sql(format!("cannot open {}", show(db))))
 }
 
-fn check_version(conn: Connection, db: &Path) -> Result<Connection, DbError> {
+/// How long reading a history may take: a crafted database (a view with an endless recursion,
+/// millions of rows) is stopped there, not waited for.
+pub(crate) const READ_TIME_LIMIT: Duration = Duration::from_secs(10);
+/// Distinct rows a report reads, at most (past it, the rest of the window is left out, and
+/// said).
+pub(crate) const MAX_ROWS: usize = 200_000;
+
+/// A history may be any file a user hands over (`report --db ./copy`): its schema is not
+/// trusted (no function of its views or triggers runs), no value may be larger than a path
+/// can be, nothing attaches another database, and every query stops after
+/// [`READ_TIME_LIMIT`].
+fn distrust(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    use rusqlite::limits::Limit;
+    conn.execute_batch("PRAGMA trusted_schema = OFF;")?;
+    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, 1 << 16)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 1 << 16)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_EXPR_DEPTH, 64)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_COMPOUND_SELECT, 8)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_TRIGGER_DEPTH, 1)?;
+    let deadline = std::time::Instant::now() + READ_TIME_LIMIT;
+    conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline))?;
+    Ok(())
+}
+
+fn check_version(mut conn: Connection, db: &Path) -> Result<Connection, DbError> {
+    distrust(&mut conn).map_err(sql(format!("cannot read {}", show(db))))?;
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sql(format!("cannot read {}", show(db))))?;

@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -152,8 +152,21 @@ impl LockFile {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&path)
+            .map_err(|e| crate::files::refused_link(&path, e))
             .map_err(|e| DbError::Setup(format!("cannot create {}: {e}", show(&path))))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| DbError::Setup(format!("{}: {e}", show(&path))))?;
+        if !meta.is_file() {
+            return Err(DbError::Setup(format!(
+                "{} is not a regular file",
+                show(&path)
+            )));
+        }
+        crate::files::check_owned(&path, &meta, "the lock file")
+            .map_err(|e| DbError::Setup(format!("{e:#}")))?;
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = std::io::Error::last_os_error();
@@ -183,22 +196,18 @@ impl LockFile {
 }
 
 /// Creates the database's directory (0700) when missing.
+/// The history's directory: created 0700 when missing; an existing one must be observer's
+/// user's and writable by no one else (another user could swap the database or its lock).
 pub(super) fn ensure_dir(db: &Path) -> Result<(), DbError> {
-    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.exists()
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| {
-                DbError::Setup(format!(
-                    "cannot create the history directory {}: {e}",
-                    show(dir)
-                ))
-            })?;
-    }
-    Ok(())
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    crate::files::private_dir(dir).map_err(|e| {
+        DbError::Setup(format!(
+            "the history directory: {e:#} (or choose another --db)"
+        ))
+    })
 }
 
 /// Creates the database file (0600) when missing; tightens an existing file's mode to 0600 (paths
@@ -210,7 +219,9 @@ pub(super) fn prepare_files(db: &Path) -> Result<(), DbError> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(db)
+        .map_err(|e| crate::files::refused_link(db, e))
         .map_err(|e| {
             DbError::Setup(format!(
                 "cannot write the history database {}: {e}",
@@ -224,6 +235,14 @@ pub(super) fn prepare_files(db: &Path) -> Result<(), DbError> {
         return Err(DbError::Setup(format!(
             "{} is not a regular file",
             show(db)
+        )));
+    }
+    // SAFETY: geteuid has no failure mode.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        return Err(DbError::Setup(format!(
+            "refusing the history database {}: it belongs to uid {}, not to observer's user",
+            show(db),
+            meta.uid()
         )));
     }
     if meta.permissions().mode() & 0o077 != 0 {

@@ -27,7 +27,8 @@ One document per report:
   "started": "2024-05-01T12:00:00.000Z",
   "ended": "2024-05-01T12:10:00.000Z",
   "filter": { "comms": ["apache2", "httpd", "php-fpm*"], "pids": [], "cgroups": [], "containers": [], "all": false, "errnos": [], "syscalls": [] },
-  "totals": { "failures": 5321, "distinct": 5, "lost": 0, "overflow": 0 },
+  "totals": { "failures": 5321, "distinct": 5, "lost": 0, "overflow": 0, "dropped": 0,
+              "unlisted_paths": 0, "unlisted_failures": 0 },
   "paths": [
     {
       "rank": 1,
@@ -88,11 +89,13 @@ One document per report:
 | `totals.distinct` | distinct (path, errno) rows |
 | `totals.lost` | failures the kernel could not deliver (ring buffer full): counts are lower bounds when non-zero |
 | `totals.overflow` | failures delivered one by one because the in-kernel aggregate was full (not lost) |
+| `totals.unlisted_paths`, `totals.unlisted_failures` | rows past the report's limit of 10,000 (the least likely culprits), and their failures: counted in `failures`, not listed in `paths` |
+| `totals.dropped` | failures counted but in no row: observer's bound on distinct paths held in memory was reached (see "Security model and limits") |
 | `totals.unreadable_paths` | live capture only: failing calls whose path pointer could not be read (counted, without a path) |
 | `totals.unfollowed_processes` | live capture only: `--pid` descendants not followed because the pid map was full (their failures are not seen) |
 | `totals.lost_directory_opens` | live capture only: directory opens the ring buffer could not deliver (failures relative to them may stay unresolved) |
 | `paths[]` | one row per (path, errno, place), best culprit first: the same path failing in two containers is two rows |
-| `path` | the path, absolute when it could be resolved. Exact when the name is valid UTF-8 (JSON escapes control characters); otherwise an escaped rendering (`\xNN` for each invalid byte) and `path_base64` holds the exact bytes (standard base64, padded) |
+| `path` | the path, absolute when it could be resolved. Exact when the name is valid UTF-8 (JSON escapes control characters, and observer also writes C1 controls, bidirectional overrides and invisible tag characters as `\uXXXX`, so a terminal that shows the raw document is safe; a JSON parser reads the same text); otherwise an escaped rendering (`\xNN` for each invalid byte) and `path_base64` holds the exact bytes (standard base64, padded) |
 | `errno`, `errno_code` | symbolic (`ENOENT`) and numeric error |
 | `count`, `syscalls` | failing calls, in total and per syscall |
 | `open_flags` | union of the open flags of the failing open calls (0 when none) |
@@ -254,6 +257,9 @@ pub(super) fn document(r: &Report, top: Option<usize>) -> Value {
         "distinct": totals.distinct,
         "lost": totals.lost,
         "overflow": totals.overflow,
+        "dropped": totals.dropped,
+        "unlisted_paths": totals.unlisted_paths,
+        "unlisted_failures": totals.unlisted_failures,
     });
     if let (Some(c), Some(o)) = (totals.capture, t.as_object_mut()) {
         o.insert("unreadable_paths".into(), json!(c.unreadable_paths));
@@ -314,6 +320,7 @@ pub(super) fn summary(totals: &Totals) -> String {
             "distinct": totals.distinct,
             "lost": totals.lost,
             "overflow": totals.overflow,
+            "dropped": totals.dropped,
         })
     )
 }
@@ -341,7 +348,7 @@ fn first_sighting(n: &NewFailure) -> Failure {
 
 /// The line `--format jsonl` (and `record --jsonl`) writes for a new distinct failure.
 pub(crate) fn jsonl_line(n: &NewFailure) -> String {
-    jsonl_event(&first_sighting(n), n.info.tid).to_string()
+    crate::escape::safe_json(&jsonl_event(&first_sighting(n), n.info.tid).to_string())
 }
 
 /// One live event for a distinct failure seen for the first time (`f` as first recorded: its

@@ -30,7 +30,7 @@ pub(crate) enum Format {
 /// The final report in `format`, at most `top` rows.
 pub(crate) fn render(report: &Report, format: Format, top: Option<usize>) -> String {
     match format {
-        Format::Json => format!("{:#}\n", json::document(report, top)),
+        Format::Json => crate::escape::safe_json(&format!("{:#}\n", json::document(report, top))),
         Format::Jsonl => json::summary(&report.totals),
         Format::Table | Format::Live => {
             let t = table::table(
@@ -277,6 +277,9 @@ mod tests {
             distinct: 5,
             lost: 2,
             overflow: 0,
+            dropped: 0,
+            unlisted_paths: 0,
+            unlisted_failures: 0,
             capture: None,
         };
         (ranked, totals)

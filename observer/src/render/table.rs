@@ -69,6 +69,18 @@ pub(super) fn totals_line(totals: &Totals) -> String {
     if totals.overflow > 0 {
         let _ = write!(s, "  overflow {}", totals.overflow);
     }
+    if totals.dropped > 0 {
+        let _ = write!(s, "  dropped {} (too many distinct paths)", totals.dropped);
+    }
+    if totals.unlisted_paths > 0 {
+        let _ = write!(
+            s,
+            "  unlisted {} paths, {} failures (a report ranks at most {})",
+            totals.unlisted_paths,
+            totals.unlisted_failures,
+            crate::report::rank::MAX_RANKED
+        );
+    }
     s
 }
 

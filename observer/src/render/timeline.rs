@@ -93,7 +93,8 @@ pub(crate) fn text(t: &Timeline) -> String {
                     m.count.to_string(),
                     m.syscalls
                         .iter()
-                        .map(|(s, n)| format!("{s} {n}"))
+                        // The name comes from the database, which may be a hostile copy.
+                        .map(|(s, n)| format!("{} {n}", escape_path(s.as_bytes())))
                         .collect::<Vec<_>>()
                         .join(", "),
                     m.comms

@@ -69,6 +69,7 @@ pub(crate) fn changes(
 ) -> Vec<Change> {
     let from = f.first_seen.checked_sub(LOOKBACK).unwrap_or(f.first_seen);
     let mut out = Vec::new();
+    let local = |p: &[u8]| f.view.network_fs(p).is_none();
     let mut note = |path: &[u8], kind: ChangeKind, at: Option<SystemTime>| {
         if let Some(at) = at
             && at >= from
@@ -85,10 +86,13 @@ pub(crate) fn changes(
             });
         }
     };
-    for r in referrers {
+    for r in referrers.iter().filter(|r| local(&r.file)) {
         if let Ok(m) = f.view.stat(&r.file) {
             note(&r.file, ChangeKind::Modified, time_of(m.modified()));
         }
+    }
+    if !local(&f.path) {
+        return out;
     }
     if let Ok(m) = f.view.stat(&f.path) {
         use std::os::unix::fs::MetadataExt;

@@ -14,7 +14,7 @@ pub(crate) mod changed;
 pub(crate) mod fix;
 mod hints;
 mod probe;
-mod rank;
+pub(crate) mod rank;
 pub(crate) mod referrers;
 pub(crate) mod score;
 mod walk;
@@ -80,6 +80,10 @@ impl Report {
             ),
             None => (ctx.window_start, ctx.now),
         };
+        let (failures, paths, count) = rank::keep_likeliest(failures, ctx, rank::MAX_RANKED);
+        let mut totals = totals;
+        totals.unlisted_paths = paths;
+        totals.unlisted_failures = count;
         Report {
             ranked: rank::rank(failures, ctx, env, opened),
             totals,

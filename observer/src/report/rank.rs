@@ -4,13 +4,14 @@
 use std::cmp::Ordering;
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::model::{Evidence, Failure, Hint, IntentKey, RankContext, Ranked};
 use crate::opened::OpenedFile;
 use crate::place::{Place, ViewRef};
 use crate::report::changed::changes;
 use crate::report::fix::{Reload, STRONG, plan, reload_of, wanted};
-use crate::report::hints::{HintEnv, Memo, hints_with};
+use crate::report::hints::{HINT_TIME, HINT_TIME_LIVE, HintBudget, HintEnv, Memo, hints_with};
 use crate::report::probe::{lookup_probe, probe_pattern};
 use crate::report::referrers::{Budget, Library, referrers};
 use crate::report::score::{errno_weight, score};
@@ -26,33 +27,94 @@ use crate::report::walk::{self, Outcome, dirname, join_child};
 ///
 /// `env` checks the host's rows; a row seen in another view (a container, a private /tmp) is
 /// checked in that view, with an environment and a memo of its own.
+/// Most rows a report ranks, checks and shows; beyond them the least likely culprits (by their
+/// score without hints) are counted in [`crate::model::Totals`] `unlisted_*`, not listed. This
+/// bounds a report's memory and time under a path explosion.
+pub(crate) const MAX_RANKED: usize = 10_000;
+
+/// The `max` likeliest culprits of `failures` (by score without hints), and the paths and
+/// failures of the others.
+pub(crate) fn keep_likeliest(
+    failures: Vec<Failure>,
+    ctx: &RankContext,
+    max: usize,
+) -> (Vec<Failure>, u64, u64) {
+    if failures.len() <= max {
+        return (failures, 0, 0);
+    }
+    let none = Evidence::default();
+    let mut order: Vec<(f64, Failure)> = failures
+        .into_iter()
+        .map(|f| (score(&f, ctx, &[], &none).0, f))
+        .collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let rest = order.split_off(max);
+    let failures = rest.iter().map(|(_, f)| f.count).sum();
+    (
+        order.into_iter().map(|(_, f)| f).collect(),
+        rest.len() as u64,
+        failures,
+    )
+}
+
 pub(crate) fn rank(
     failures: Vec<Failure>,
     ctx: &RankContext,
     env: &HintEnv,
     opened: &[OpenedFile],
 ) -> Vec<Ranked> {
-    let mut memo = Memo::default();
+    // One budget for the report's hint checks, spent on the likeliest culprits first: rows are
+    // checked in the order of their score without hints.
+    let hint_budget = Rc::new(HintBudget::new(if ctx.evidence {
+        HINT_TIME
+    } else {
+        HINT_TIME_LIVE
+    }));
+    let mut memo = Memo::with(hint_budget.clone());
     let mut library = Library::default();
     let mut budget = Budget::new();
     let mut views: Vec<(ViewRef, Option<HintEnv>, Memo)> = Vec::new();
-    let mut out: Vec<Ranked> = failures
+    let none = Evidence::default();
+    let mut order: Vec<(f64, Failure)> = failures
         .into_iter()
-        .map(|f| {
-            let hints = if f.view.is_host() {
-                hints_with(&f, Some(env), &mut memo)
+        .map(|f| (score(&f, ctx, &[], &none).0, f))
+        .collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out: Vec<Ranked> = order
+        .into_iter()
+        .map(|(_, f)| {
+            let cached = if ctx.evidence {
+                None
             } else {
-                let i = match views.iter().position(|(v, ..)| *v == f.view) {
-                    Some(i) => i,
-                    None => {
-                        views.push((f.view.clone(), HintEnv::for_view(&f.view), Memo::default()));
-                        views.len() - 1
-                    }
-                };
-                let (_, env, memo) = &mut views[i];
-                hints_with(&f, env.as_ref(), memo)
+                env.cached_hints(&f)
             };
-            let evidence = if ctx.evidence && actionable(&f) {
+            let hints = match cached {
+                Some(h) => h,
+                None if !ctx.hints => Vec::new(),
+                None => {
+                    let h = if f.view.is_host() {
+                        hints_with(&f, Some(env), &mut memo)
+                    } else {
+                        let i = match views.iter().position(|(v, ..)| *v == f.view) {
+                            Some(i) => i,
+                            None => {
+                                views.push((
+                                    f.view.clone(),
+                                    HintEnv::for_view(&f.view),
+                                    Memo::with(hint_budget.clone()),
+                                ));
+                                views.len() - 1
+                            }
+                        };
+                        let (_, env, memo) = &mut views[i];
+                        hints_with(&f, env.as_ref(), memo)
+                    };
+                    env.cache_hints(&f, &h);
+                    h
+                }
+            };
+            let evidence = if ctx.evidence && actionable(&f) && f.view.network_fs(&f.path).is_none()
+            {
                 let root = if f.view.is_host() {
                     Some(env.root.as_path())
                 } else {
@@ -239,6 +301,46 @@ mod tests {
             probe.reasons
         );
         assert_eq!(probe.evidence.plan, None, "a probe gets no fix");
+    }
+
+    /// 1,000 missing long names against a 20,000-entry directory would be 20 million bounded
+    /// edit distances: the report spends its comparison budget on the likeliest rows and says
+    /// "not checked" for the rest, and the likeliest are checked for real.
+    #[test]
+    fn a_thousand_misses_in_a_huge_directory_spend_a_bounded_budget_best_first() {
+        use crate::report::hints::MAX_COMPARISONS;
+        let t = TempDir::new();
+        t.mkdir("big");
+        let pad = "n".repeat(200);
+        for i in 0..20_000 {
+            std::fs::File::create(t.path().join(format!("big/{pad}{i:05}.php"))).unwrap();
+        }
+        let mut rows: Vec<Failure> = (0..1000)
+            .map(|i| {
+                let p = t.abs(&format!("big/{pad}{i:05}.phpp"));
+                failure(&p, libc::ENOENT, &[(Syscall::Openat, 1)])
+            })
+            .collect();
+        // One likelier culprit: it fails far more often.
+        rows[999].count = 500;
+        rows[999].syscalls.insert(Syscall::Openat, 500);
+        let r = rank(rows, &ctx(), &env(&t), &[]);
+        assert_eq!(r.len(), 1000);
+        let not_checked = r
+            .iter()
+            .filter(|x| x.hints.iter().any(|h| h.kind == HintKind::NotChecked))
+            .count();
+        let per_row = 20_000u64;
+        assert!(
+            not_checked as u64 >= 1000 - MAX_COMPARISONS / per_row,
+            "{not_checked} rows not checked"
+        );
+        assert_eq!(r[0].failure.count, 500, "{}", dump(&r[..3]));
+        assert!(
+            r[0].hints.iter().any(|h| h.kind == HintKind::NearMatch),
+            "the likeliest row is checked: {:?}",
+            r[0].hints
+        );
     }
 
     #[test]

@@ -152,7 +152,12 @@ impl Budget {
     }
 
     fn spent(&self) -> bool {
-        self.bytes == 0 || self.files == 0 || Instant::now() >= self.deadline
+        self.bytes == 0 || self.files == 0 || self.late()
+    }
+
+    /// Out of time: no more searching, even of files already read.
+    fn late(&self) -> bool {
+        Instant::now() >= self.deadline
     }
 }
 
@@ -460,36 +465,45 @@ pub(crate) fn referrers(
     let Some(&(uid, gid)) = f.creds.iter().next() else {
         return Vec::new();
     };
+    // The report's time is spent (the rows are taken in rank order: these matter least).
+    if budget.late() {
+        return Vec::new();
+    }
     let names = f.view.names();
-    let mut search = |paths: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<Referrer>| {
-        for p in paths {
-            if p == &f.path[..] {
-                continue;
+    let mut search =
+        |paths: &mut dyn Iterator<Item = &[u8]>, budget: &mut Budget, out: &mut Vec<Referrer>| {
+            for p in paths {
+                if budget.late() {
+                    return;
+                }
+                // Not the file itself, nor one on a network filesystem (which could hang).
+                if p == &f.path[..] || f.view.network_fs(p).is_some() {
+                    continue;
+                }
+                let Some(text) = library.get(&f.view, p, budget) else {
+                    continue;
+                };
+                // The process could read it (it opened it; a file swapped since for something it
+                // may not read is not shown).
+                if uid != 0 && !may_read(&text.meta, uid, gid, &names) {
+                    continue;
+                }
+                let file = Bytes::copy_from_slice(p);
+                search_text(&file, &text.bytes, &f.path, Target::File, out);
+                if let Some(d) = missing_dir {
+                    search_text(&file, &text.bytes, d, Target::Directory, out);
+                }
             }
-            let Some(text) = library.get(&f.view, p, budget) else {
-                continue;
-            };
-            // The process could read it (it opened it; a file swapped since for something it
-            // may not read is not shown).
-            if uid != 0 && !may_read(&text.meta, uid, gid, &names) {
-                continue;
-            }
-            let file = Bytes::copy_from_slice(p);
-            search_text(&file, &text.bytes, &f.path, Target::File, out);
-            if let Some(d) = missing_dir {
-                search_text(&file, &text.bytes, d, Target::Directory, out);
-            }
-        }
-    };
+        };
     let mut out = Vec::new();
     let mut from_opened = opened
         .iter()
         .filter(|o| o.place == f.place)
         .map(|o| &o.path[..]);
-    search(&mut from_opened, &mut out);
-    if out.is_empty() {
+    search(&mut from_opened, budget, &mut out);
+    if out.is_empty() && !budget.spent() {
         let fallback = fallback_files(&f.view, f, missing_dir);
-        search(&mut fallback.iter().map(Vec::as_slice), &mut out);
+        search(&mut fallback.iter().map(Vec::as_slice), budget, &mut out);
     }
     // The most precise first: a line that loads files, then more of the path spelled out.
     out.sort_by_key(|r| {

@@ -84,6 +84,8 @@ pub(crate) const H_NOFOLLOW: f64 = 0.5;
 pub(crate) const H_IS_DIRECTORY: f64 = 0.5;
 /// A file used as a directory (ENOTDIR).
 pub(crate) const H_NOT_DIR: f64 = 0.3;
+/// An exec of an existing file failed on its missing interpreter or dynamic loader.
+pub(crate) const H_INTERPRETER: f64 = 3.0;
 /// The path exists now.
 pub(crate) const H_EXISTS_NOW: f64 = -2.0;
 /// A library the loader found elsewhere on its search path.
@@ -128,7 +130,7 @@ plain sum, and every term that applies is shown to the operator as a short reaso
 
 Hint weights: a near-identical name in the same directory (typo, case, extension variant) {near};
 under a mistyped directory, a corrected path that exists {near_dir} (only a similar directory: {similar_dir});
-the file of an installed Debian package is missing {package}; the directory or file whose mode bits
+the file of an installed Debian package is missing {package}; an existing program whose interpreter (`#!`) or dynamic loader is missing {interp}; the directory or file whose mode bits
 deny the process's uid {denied} ({denied_more} for each further distinct denial); a symlink loop {sloop}; the
 descriptor limit (EMFILE/ENFILE) {fd}; a noexec mount {noexec}; a missing soname/version link {version}; a
 dangling symlink {dangling}; a name that differs only in digits (a version) {digits}; a component longer
@@ -190,6 +192,7 @@ rate - {probe_abs}).
         not_dir = w(H_NOT_DIR),
         exists = w(H_EXISTS_NOW),
         named = w(W_NAMED),
+        interp = w(H_INTERPRETER),
         changed = w(W_CHANGED),
         elsewhere = w(H_FOUND_ELSEWHERE),
         allowed = w(H_ALLOWED_NOW),

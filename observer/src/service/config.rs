@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::capture::Filter;
+use crate::service::metrics::Endpoint;
 use crate::values::{parse_duration, parse_size, parse_syscalls};
 
 /// Where `observer record` keeps its history unless told otherwise.
@@ -112,7 +113,7 @@ pub(crate) struct Settings {
     pub(crate) flush_interval: Duration,
     pub(crate) retention: Duration,
     pub(crate) max_db_size: u64,
-    pub(crate) metrics: Option<SocketAddr>,
+    pub(crate) metrics: Option<Endpoint>,
     pub(crate) metrics_top: usize,
     pub(crate) jsonl: Option<JsonlTarget>,
     pub(crate) verbose: bool,
@@ -137,6 +138,12 @@ pub(crate) fn load(args: &Overrides) -> Result<Settings> {
         }
     };
     merge(file, args, source)
+}
+
+/// The settings a configuration file's text gives, with no command line (for the tests).
+#[cfg(test)]
+pub(crate) fn parse_text(text: &str) -> Result<Settings> {
+    merge(parse(text)?, &Overrides::default(), None)
 }
 
 fn read(p: &Path) -> Result<File> {
@@ -280,18 +287,26 @@ fn merge(file: File, args: &Overrides, source: Option<PathBuf>) -> Result<Settin
     })
 }
 
-/// `HOST:PORT` (a name resolves to its first address), or `off`/`none`.
-pub(crate) fn parse_listen(a: &str) -> Result<Option<SocketAddr>> {
+/// `HOST:PORT` (a name resolves to its first address), `unix:PATH` (an absolute path), or
+/// `off`/`none`.
+pub(crate) fn parse_listen(a: &str) -> Result<Option<Endpoint>> {
     let a = a.trim();
     if a.is_empty() || a.eq_ignore_ascii_case("off") || a.eq_ignore_ascii_case("none") {
         return Ok(None);
     }
+    if let Some(p) = a.strip_prefix("unix:") {
+        if !p.starts_with('/') {
+            anyhow::bail!("metrics: unix:PATH needs an absolute path, not {p:?}");
+        }
+        return Ok(Some(Endpoint::Unix(PathBuf::from(p))));
+    }
     if let Ok(s) = a.parse::<SocketAddr>() {
-        return Ok(Some(s));
+        return Ok(Some(Endpoint::Tcp(s)));
     }
     let bad = || {
         anyhow::anyhow!(
-            "metrics: invalid address {a:?}: use HOST:PORT, e.g. 127.0.0.1:9464, or off"
+            "metrics: invalid address {a:?}: use HOST:PORT, e.g. 127.0.0.1:9464, \
+             unix:/run/observer/metrics.sock, or off"
         )
     };
     if !a.contains(':') {
@@ -300,7 +315,7 @@ pub(crate) fn parse_listen(a: &str) -> Result<Option<SocketAddr>> {
     a.to_socket_addrs()
         .map_err(|_| bad())?
         .next()
-        .map(Some)
+        .map(|s| Some(Endpoint::Tcp(s)))
         .ok_or_else(bad)
 }
 
@@ -345,7 +360,7 @@ impl Settings {
             self.max_db_size.to_string(),
             new.max_db_size.to_string(),
         );
-        let m = |x: &Option<SocketAddr>| x.map_or("off".to_string(), |a| a.to_string());
+        let m = |x: &Option<Endpoint>| x.as_ref().map_or("off".to_string(), |a| a.to_string());
         diff("metrics", m(&self.metrics), m(&new.metrics));
         diff(
             "metrics-top",
@@ -413,7 +428,10 @@ mod tests {
         assert_eq!(s.flush_interval, Duration::from_secs(5));
         assert_eq!(s.retention, Duration::from_secs(86_400));
         assert_eq!(s.max_db_size, 256 << 20);
-        assert_eq!(s.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            s.metrics,
+            Some(Endpoint::Tcp("127.0.0.1:9464".parse().unwrap()))
+        );
         assert_eq!(s.metrics_top, 5);
         assert_eq!(s.jsonl, Some(JsonlTarget::Stdout));
 

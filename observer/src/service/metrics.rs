@@ -1,14 +1,15 @@
 //! The recorder's fleet export: `observer record --metrics ADDR` serves `/metrics` in the OpenMetrics text
 //! format (which Prometheus scrapes natively). The recorder publishes a [`Snapshot`] after each
-//! poll; the HTTP thread renders the latest one per scrape.
+//! poll; the HTTP server (hyper, on the recorder's runtime) renders the latest one per scrape.
 //!
 //! Cardinality is bounded: errno and syscall are small fixed sets, process names beyond the first
 //! [`MAX_COMM_LABELS`] count under `comm="_other"`, and only the `--metrics-top` paths (default
 //! 20) that failed most in the last hour get a `path` label. See [`METRICS_DOC`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use prometheus_client::collector::Collector;
@@ -200,31 +201,85 @@ pub(crate) fn render(s: &Snapshot) -> String {
     out
 }
 
-/// The HTTP endpoint, on its own thread.
+/// Where `/metrics` is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Tcp(SocketAddr),
+    /// A unix socket (mode 0600): only root, or whoever the socket is handed to, can read it.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "http://{a}/metrics"),
+            Endpoint::Unix(p) => write!(f, "unix:{} (GET /metrics)", p.display()),
+        }
+    }
+}
+
+/// Connections served at once; more are closed as they come.
+pub(crate) const MAX_CONNECTIONS: usize = 32;
+/// A request's head must arrive within this, and be at most [`MAX_HEAD`] bytes.
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
+/// A connection lives at most this long.
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTP endpoint: a task on the recorder's runtime, each connection a task of its own,
+/// bounded in number, head size and time. Accept errors (EMFILE) pause it, never end it.
 pub(crate) struct Server {
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    pub(crate) addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Where it listens (a TCP port 0 resolved to the one bound).
+    pub(crate) addr: Endpoint,
+}
+
+/// A listener of either kind.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
 }
 
 impl Server {
-    pub(crate) fn start(addr: SocketAddr, state: Arc<Mutex<Snapshot>>) -> Result<Server> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| anyhow!("cannot serve metrics on {addr}: {e}"))?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| anyhow!("metrics server on {addr}: not an IP socket"))?;
-        let server = Arc::new(server);
-        let s2 = server.clone();
-        let thread = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || serve(&s2, &state))
-            .map_err(|e| anyhow!("starting the metrics thread: {e}"))?;
+    /// Binds `at` and serves `state` there; must run inside the runtime.
+    pub(crate) fn start(at: Endpoint, state: Arc<Mutex<Snapshot>>) -> Result<Server> {
+        let (listener, addr) = match &at {
+            Endpoint::Tcp(a) => {
+                let l = std::net::TcpListener::bind(a)
+                    .map_err(|e| anyhow!("cannot serve metrics on {a}: {e}"))?;
+                l.set_nonblocking(true)?;
+                let bound = l.local_addr()?;
+                (
+                    Listener::Tcp(tokio::net::TcpListener::from_std(l)?),
+                    Endpoint::Tcp(bound),
+                )
+            }
+            Endpoint::Unix(p) => {
+                // A stale socket of an earlier run is replaced; anything else is not touched.
+                if let Ok(m) = std::fs::symlink_metadata(p) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if !m.file_type().is_socket() {
+                        anyhow::bail!(
+                            "cannot serve metrics on {}: it exists and is not a socket",
+                            p.display()
+                        );
+                    }
+                    std::fs::remove_file(p)?;
+                }
+                let l = tokio::net::UnixListener::bind(p)
+                    .map_err(|e| anyhow!("cannot serve metrics on {}: {e}", p.display()))?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
+                (Listener::Unix(l), at.clone())
+            }
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(accept(listener, state, stopped));
         Ok(Server {
-            server,
-            thread: Some(thread),
-            addr: bound,
+            stop: Some(stop),
+            task: Some(task),
+            addr,
         })
     }
 
@@ -233,9 +288,14 @@ impl Server {
     }
 
     fn shutdown(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Endpoint::Unix(p) = &self.addr {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
@@ -246,33 +306,126 @@ impl Drop for Server {
     }
 }
 
-fn serve(server: &tiny_http::Server, state: &Mutex<Snapshot>) {
-    use tiny_http::{Header, Method, Response};
-    for rq in server.incoming_requests() {
-        let path = rq.url().split('?').next().unwrap_or("").to_string();
-        let r = match (rq.method(), path.as_str()) {
-            (Method::Get | Method::Head, "/metrics") => {
-                let snap = match state.lock() {
-                    Ok(s) => s.clone(),
-                    Err(p) => p.into_inner().clone(),
-                };
-                let body = render(&snap);
-                let h = Header::from_bytes(&b"Content-Type"[..], CONTENT_TYPE.as_bytes())
-                    .expect("static header");
-                rq.respond(Response::from_string(body).with_header(h))
+async fn accept(
+    listener: Listener,
+    state: Arc<Mutex<Snapshot>>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut warned = false;
+    loop {
+        let next = async {
+            match &listener {
+                Listener::Tcp(l) => l.accept().await.map(|(s, _)| Conn::Tcp(s)),
+                Listener::Unix(l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
             }
-            (Method::Get | Method::Head, "/") => {
-                rq.respond(Response::from_string("observer: metrics at /metrics\n"))
-            }
-            (Method::Get | Method::Head, _) => {
-                rq.respond(Response::from_string("not found\n").with_status_code(404))
-            }
-            _ => rq.respond(Response::from_string("method not allowed\n").with_status_code(405)),
         };
-        if let Err(e) = r {
-            log::debug!("metrics: answering a scrape: {e}");
-        }
+        let conn = tokio::select! {
+            _ = &mut stopped => return,
+            c = next => c,
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors, or a connection reset before it was accepted: wait a
+                // little and go on (the endpoint must not end).
+                if !warned {
+                    log::warn!("metrics: accepting a connection: {e} (retrying)");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        warned = false;
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Busy: this connection is closed at once.
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let serve = |req| answer(req, state.clone());
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .keep_alive(false);
+            let svc = hyper::service::service_fn(serve);
+            let done = match conn {
+                Conn::Tcp(s) => {
+                    tokio::time::timeout(
+                        CONNECTION_TIMEOUT,
+                        b.serve_connection(hyper_util::rt::TokioIo::new(s), svc),
+                    )
+                    .await
+                }
+                Conn::Unix(s) => {
+                    tokio::time::timeout(
+                        CONNECTION_TIMEOUT,
+                        b.serve_connection(hyper_util::rt::TokioIo::new(s), svc),
+                    )
+                    .await
+                }
+            };
+            if let Ok(Err(e)) = done {
+                log::debug!("metrics: a connection ended: {e}");
+            }
+        });
     }
+}
+
+enum Conn {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+type Body = http_body_util::Full<bytes::Bytes>;
+
+async fn answer(
+    req: hyper::Request<hyper::body::Incoming>,
+    state: Arc<Mutex<Snapshot>>,
+) -> Result<hyper::Response<Body>, std::convert::Infallible> {
+    use hyper::{Method, StatusCode};
+    let reply = |status: StatusCode, kind: &'static str, body: String| {
+        let mut r = hyper::Response::new(Body::new(bytes::Bytes::from(body)));
+        *r.status_mut() = status;
+        if let Ok(v) = hyper::header::HeaderValue::from_str(kind) {
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        }
+        r
+    };
+    let head = req.method() == Method::HEAD;
+    let r = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let snap = match state.lock() {
+                Ok(s) => s.clone(),
+                Err(p) => p.into_inner().clone(),
+            };
+            reply(StatusCode::OK, CONTENT_TYPE, render(&snap))
+        }
+        (&Method::GET | &Method::HEAD, "/") => reply(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "observer: metrics at /metrics\n".into(),
+        ),
+        (&Method::GET | &Method::HEAD, _) => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n".into(),
+        ),
+        _ => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "method not allowed\n".into(),
+        ),
+    };
+    Ok(if head {
+        let (parts, _) = r.into_parts();
+        hyper::Response::from_parts(parts, Body::new(bytes::Bytes::new()))
+    } else {
+        r
+    })
 }
 
 #[cfg(test)]
@@ -366,25 +519,43 @@ mod tests {
 
     #[test]
     fn serves_metrics_over_http() {
-        let state = Arc::new(Mutex::new(snapshot()));
-        let srv = Server::start("127.0.0.1:0".parse().unwrap(), state.clone()).unwrap();
-        let get = |path: &str| {
-            let mut c = std::net::TcpStream::connect(srv.addr).unwrap();
-            write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-            let mut s = String::new();
-            c.read_to_string(&mut s).unwrap();
-            s
-        };
-        let r = get("/metrics");
-        assert!(
-            r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"),
-            "{r}"
-        );
-        assert!(r.contains(CONTENT_TYPE), "{r}");
-        assert!(r.contains("observer_failures_total{"), "{r}");
-        state.lock().unwrap().lost = 9;
-        assert!(get("/metrics").contains("observer_lost_events_total 9"));
-        assert!(get("/nope").contains(" 404 "));
-        srv.stop();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let state = Arc::new(Mutex::new(snapshot()));
+            let srv = Server::start(Endpoint::Tcp("127.0.0.1:0".parse().unwrap()), state.clone())
+                .unwrap();
+            let Endpoint::Tcp(addr) = srv.addr.clone() else {
+                panic!()
+            };
+            // The client blocks; the server runs on this runtime meanwhile.
+            let get = move |path: &'static str| {
+                tokio::task::spawn_blocking(move || {
+                    let mut c = std::net::TcpStream::connect(addr).unwrap();
+                    write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+                    let mut s = String::new();
+                    c.read_to_string(&mut s).unwrap();
+                    s
+                })
+            };
+            let r = get("/metrics").await.unwrap();
+            assert!(
+                r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"),
+                "{r}"
+            );
+            assert!(r.contains(CONTENT_TYPE), "{r}");
+            assert!(r.contains("observer_failures_total{"), "{r}");
+            state.lock().unwrap().lost = 9;
+            assert!(
+                get("/metrics")
+                    .await
+                    .unwrap()
+                    .contains("observer_lost_events_total 9")
+            );
+            assert!(get("/nope").await.unwrap().contains(" 404 "));
+            srv.stop();
+        });
     }
 }

@@ -11,6 +11,9 @@
 //!          | interrupted:FIFO       open FIFO for reading (blocks: no writer), interrupted by a
 //!                                   signal after 50 ms; fails unless the open returned EINTR
 //!          | chdir:DIR              chdir(DIR), which must succeed (relative to the current one)
+//!          | wait-line              read one line from stdin, then go on (a test acts meanwhile)
+//!          | spray:N:PREFIX         openat PREFIX0 .. PREFIX(N-1), once each (distinct paths),
+//!                                   resting 1 ms after every 1,000 calls
 //!   PATH may be `hex:<hex bytes>` for names that do not survive a command line.
 //!   --wait: read one line from stdin before acting (lets a test move us into a cgroup first).
 //!   --close-dirfds: close each SYSCALL@DIR action's directory fd after it, so the next one
@@ -50,7 +53,7 @@ struct Action {
 }
 
 fn parse_action(a: &str) -> Action {
-    if a == "empty-fstat" || a == "bad-pointer" {
+    if a == "empty-fstat" || a == "bad-pointer" || a == "wait-line" {
         return Action {
             syscall: a.into(),
             dir: None,
@@ -195,6 +198,25 @@ fn chase(path: &[u8]) {
     }
 }
 
+/// `N:PREFIX`: N failing opens of distinct paths.
+fn spray(arg: &[u8]) {
+    let arg = String::from_utf8_lossy(arg);
+    let (n, prefix) = arg.split_once(':').unwrap_or_else(|| die("spray:N:PREFIX"));
+    let n: u64 = n.parse().unwrap_or_else(|_| die("spray count"));
+    for i in 0..n {
+        let c = CString::new(format!("{prefix}{i}")).unwrap_or_else(|_| die("NUL in path"));
+        // SAFETY: a valid C string; the raw syscall.
+        let r = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c.as_ptr(), 0) };
+        if r >= 0 {
+            // SAFETY: our fd.
+            unsafe { libc::close(r as i32) };
+        }
+        if i % 1000 == 999 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
 extern "C" fn on_alarm(_: libc::c_int) {}
 
 /// Opens a FIFO nobody writes to, and lets SIGALRM (no SA_RESTART) interrupt it: the kernel
@@ -230,6 +252,11 @@ fn interrupted_open(fifo: &[u8]) {
 
 fn perform(actions: &[Action], repeat: u64, close_dirfds: bool) {
     for a in actions {
+        if a.syscall == "wait-line" {
+            let mut line = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut line);
+            continue;
+        }
         if a.syscall == "chdir" {
             let c = CString::new(a.path.clone()).unwrap_or_else(|_| die("dir with NUL"));
             // SAFETY: a valid C string; the raw syscall, so it is exactly chdir.
@@ -240,6 +267,10 @@ fn perform(actions: &[Action], repeat: u64, close_dirfds: bool) {
         }
         if a.syscall == "interrupted" {
             interrupted_open(&a.path);
+            continue;
+        }
+        if a.syscall == "spray" {
+            spray(&a.path);
             continue;
         }
         if a.syscall == "chase" {

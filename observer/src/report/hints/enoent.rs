@@ -6,8 +6,8 @@ use crate::escape::{escape_path, shell_quote};
 use crate::model::{Failure, Hint, HintKind, IntentKey, Remedy};
 use crate::report::probe::is_library;
 use crate::report::score::{
-    H_DIGITS, H_EXISTS_NOW, H_FOUND_ELSEWHERE, H_NEAR, H_NEAR_DIR, H_PARENT_MISSING, H_SIMILAR_DIR,
-    H_VERSION_LINK,
+    H_DIGITS, H_EXISTS_NOW, H_FOUND_ELSEWHERE, H_INFO, H_INTERPRETER, H_NEAR, H_NEAR_DIR,
+    H_PARENT_MISSING, H_SIMILAR_DIR, H_VERSION_LINK,
 };
 use crate::report::walk::{self, Outcome, basename, dirname, host_path, join_child};
 
@@ -20,6 +20,29 @@ pub(super) fn enoent(f: &Failure, env: &HintEnv, memo: &mut Memo, hints: &mut Ve
     }
     let w = walk::walk(&env.root, &f.path, follows_final(f));
     match w.outcome {
+        Outcome::Found { path, .. }
+            if f.intents().contains(&IntentKey::Exec)
+                && let Some(interp) = missing_interpreter(env, &path) =>
+        {
+            hints.push(hint(
+                HintKind::InterpreterMissing,
+                format!(
+                    "{} exists, but its {} {} does not: the exec fails on it",
+                    escape_path(&f.path),
+                    interp.what,
+                    escape_path(&interp.path)
+                ),
+                Some(format!(
+                    "install {}, or correct {}",
+                    escape_path(&interp.path),
+                    match interp.what {
+                        "interpreter" => format!("the #! line of {}", escape_path(&f.path)),
+                        _ => "the program's build (its ELF interpreter)".to_string(),
+                    }
+                )),
+                H_INTERPRETER,
+            ));
+        }
         Outcome::Found { path, .. } => {
             let shown = if path == f.path {
                 escape_path(&f.path)
@@ -76,6 +99,10 @@ pub(super) fn enoent(f: &Failure, env: &HintEnv, memo: &mut Memo, hints: &mut Ve
 
 fn near_in_dir(env: &HintEnv, memo: &mut Memo, dir: &[u8], want: &[u8], hints: &mut Vec<Hint>) {
     let entries = memo.list(env, dir);
+    if !memo.budget.take(entries.len()) {
+        hints.push(not_searched(dir));
+        return;
+    }
     let Some((e, like)) = near::best_match(want, &entries, false) else {
         return;
     };
@@ -147,6 +174,10 @@ fn near_parent(
     hints: &mut Vec<Hint>,
 ) {
     let entries = memo.list(env, parent);
+    if !memo.budget.take(entries.len()) {
+        hints.push(not_searched(parent));
+        return;
+    }
     let Some((e, _)) = near::best_match(want, &entries, true) else {
         return;
     };
@@ -186,6 +217,18 @@ fn near_parent(
             H_SIMILAR_DIR,
         ));
     }
+}
+
+fn not_searched(dir: &[u8]) -> Hint {
+    hint(
+        HintKind::NotChecked,
+        format!(
+            "near matches in {} not searched: this report's budget for them was spent",
+            escape_path(dir)
+        ),
+        None,
+        H_INFO,
+    )
 }
 
 /// The locale directory glibc tries after `name` (`C.UTF-8` -> `C.utf8`): the codeset
@@ -244,6 +287,68 @@ fn locale_normalized(f: &Failure, env: &HintEnv, hints: &mut Vec<Hint>) -> bool 
         H_FOUND_ELSEWHERE,
     ));
     true
+}
+
+/// What an executable needs to run and lacks.
+struct Interpreter {
+    /// `interpreter` (a script's `#!` line) or `dynamic loader` (an ELF's `PT_INTERP`).
+    what: &'static str,
+    path: Vec<u8>,
+}
+
+/// The interpreter of the script, or the dynamic loader of the ELF program, at `path` (resolved,
+/// in the view), when it does not exist.
+fn missing_interpreter(env: &HintEnv, path: &[u8]) -> Option<Interpreter> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    env.view
+        .open(path)
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut head)
+        .ok()?;
+    let (what, interp) = if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|&b| b == b'\n').next()?;
+        let p: Vec<u8> = line
+            .trim_ascii()
+            .split(|b| b.is_ascii_whitespace())
+            .next()?
+            .to_vec();
+        ("interpreter", p)
+    } else {
+        ("dynamic loader", elf_interp(&head)?)
+    };
+    if !interp.starts_with(b"/") {
+        return None;
+    }
+    match walk::walk(&env.root, &interp, true).outcome {
+        Outcome::Missing { .. } => Some(Interpreter { what, path: interp }),
+        _ => None,
+    }
+}
+
+/// The `PT_INTERP` path of a 64-bit little-endian ELF image whose program headers are in `head`.
+fn elf_interp(head: &[u8]) -> Option<Vec<u8>> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(head.get(o..o + 8)?.try_into().ok()?));
+    // ELFCLASS64, ELFDATA2LSB.
+    if head.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    for i in 0..phnum.min(64) {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        // p_type PT_INTERP = 3.
+        if u32::from(u16_at(ph)?) | (u32::from(u16_at(ph + 2)?) << 16) == 3 {
+            let off = usize::try_from(u64_at(ph + 8)?).ok()?;
+            let len = usize::try_from(u64_at(ph + 32)?).ok()?.min(4096);
+            let raw = head.get(off..off.checked_add(len)?)?;
+            return Some(raw.split(|&b| b == 0).next()?.to_vec());
+        }
+    }
+    None
 }
 
 fn found_elsewhere(f: &Failure, env: &HintEnv, hints: &mut Vec<Hint>) {

@@ -30,7 +30,7 @@ use std::sync::{Arc, OnceLock};
 use crate::escape::escape_path;
 use crate::ids::Names;
 use crate::model::{Failure, Hint, HintKind, Remedy, Syscall};
-use crate::place::View;
+use crate::place::{View, ViewRef};
 use crate::report::score::{H_FD_LIMIT, H_INFO, H_IS_DIRECTORY, H_READ_ONLY};
 use crate::report::walk::host_path;
 
@@ -59,8 +59,21 @@ pub(crate) struct HintEnv {
     pub(crate) lib_dirs: Vec<Vec<u8>>,
     /// Whose names uids and gids have in messages and commands.
     pub(crate) names: Arc<Names>,
+    /// The same root, for reading a file's first bytes safely (an interpreter line).
+    pub(crate) view: ViewRef,
     dpkg: OnceLock<dpkg::DpkgIndex>,
+    /// Hints of earlier live frames, by row, for [`HINT_CACHE_TTL`]: a frame re-checks only what
+    /// is new or old.
+    cache: std::sync::Mutex<HashMap<HintKey, (std::time::Instant, Vec<Hint>)>>,
 }
+
+/// A row as the hint cache knows it: path, errno, place and the view (by address).
+type HintKey = (bytes::Bytes, i32, crate::place::Place, usize);
+
+/// How long a live frame reuses a row's hints.
+pub(crate) const HINT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Rows the hint cache holds, at most.
+const HINT_CACHE_MAX: usize = 10_000;
 
 impl Default for HintEnv {
     fn default() -> Self {
@@ -77,6 +90,7 @@ impl HintEnv {
     }
 
     pub(crate) fn new(root: impl Into<PathBuf>, dpkg_info_dir: impl Into<PathBuf>) -> Self {
+        let root: PathBuf = root.into();
         let lib_dirs = [
             "/lib/x86_64-linux-gnu",
             "/usr/lib/x86_64-linux-gnu",
@@ -92,11 +106,49 @@ impl HintEnv {
         .map(|d| d.as_bytes().to_vec())
         .collect();
         HintEnv {
-            root: root.into(),
             dpkg_info_dir: dpkg_info_dir.into(),
+            view: if root == std::path::Path::new("/") {
+                ViewRef::host()
+            } else {
+                ViewRef(Arc::new(View::live(root.clone())))
+            },
+            root,
             lib_dirs,
             names: Arc::new(Names::System),
             dpkg: OnceLock::new(),
+            cache: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn hint_key(f: &Failure) -> HintKey {
+        (
+            f.path.clone(),
+            f.errno,
+            f.place.clone(),
+            Arc::as_ptr(&f.view.0) as usize,
+        )
+    }
+
+    /// The hints a recent live frame found for `f`.
+    pub(crate) fn cached_hints(&self, f: &Failure) -> Option<Vec<Hint>> {
+        let c = self.cache.lock().ok()?;
+        let (at, h) = c.get(&Self::hint_key(f))?;
+        (at.elapsed() < HINT_CACHE_TTL).then(|| h.clone())
+    }
+
+    /// Remembers `hints` for `f` (those a spent budget cut short are not).
+    pub(crate) fn cache_hints(&self, f: &Failure, hints: &[Hint]) {
+        if hints.iter().any(|h| h.kind == HintKind::NotChecked) {
+            return;
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= HINT_CACHE_MAX {
+                c.clear();
+            }
+            c.insert(
+                Self::hint_key(f),
+                (std::time::Instant::now(), hints.to_vec()),
+            );
         }
     }
 
@@ -121,13 +173,64 @@ struct Entry {
     dirlike: bool,
 }
 
-/// Per-report memo of directory listings: many failures share a directory.
-#[derive(Default)]
+/// What the hint checks of one report may spend: time, and name comparisons of the near-match
+/// search (each a bounded edit distance). Past either, rows get a `not_checked` hint instead.
+pub(crate) struct HintBudget {
+    deadline: std::time::Instant,
+    comparisons: std::cell::Cell<u64>,
+}
+
+/// Time for the hint checks of a final report, and of a live view's frame.
+pub(crate) const HINT_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const HINT_TIME_LIVE: std::time::Duration = std::time::Duration::from_millis(300);
+/// Name comparisons per report (a 20,000-entry directory costs 20,000 per missing name).
+pub(crate) const MAX_COMPARISONS: u64 = 2_000_000;
+
+impl HintBudget {
+    pub(crate) fn new(time: std::time::Duration) -> HintBudget {
+        HintBudget {
+            deadline: std::time::Instant::now() + time,
+            comparisons: std::cell::Cell::new(MAX_COMPARISONS),
+        }
+    }
+
+    fn out_of_time(&self) -> bool {
+        std::time::Instant::now() >= self.deadline
+    }
+
+    /// Takes `n` comparisons; false (taking none) when fewer are left.
+    fn take(&self, n: usize) -> bool {
+        let left = self.comparisons.get();
+        let n = n as u64;
+        if n > left || self.out_of_time() {
+            return false;
+        }
+        self.comparisons.set(left - n);
+        true
+    }
+}
+
+/// Per-report memo of directory listings (many failures share a directory), and the budget
+/// the report's hint checks share.
 pub(crate) struct Memo {
     dirs: HashMap<Vec<u8>, Rc<Vec<Entry>>>,
+    pub(crate) budget: Rc<HintBudget>,
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        Memo::with(Rc::new(HintBudget::new(HINT_TIME)))
+    }
 }
 
 impl Memo {
+    pub(crate) fn with(budget: Rc<HintBudget>) -> Memo {
+        Memo {
+            dirs: HashMap::new(),
+            budget,
+        }
+    }
+
     fn list(&mut self, env: &HintEnv, dir: &[u8]) -> Rc<Vec<Entry>> {
         if let Some(e) = self.dirs.get(dir) {
             return e.clone();
@@ -163,6 +266,33 @@ pub(crate) fn hints_for(f: &Failure, env: &HintEnv) -> Vec<Hint> {
 /// `memo`, which belongs to that view.
 pub(crate) fn hints_with(f: &Failure, env: Option<&HintEnv>, memo: &mut Memo) -> Vec<Hint> {
     let mut hints = Vec::new();
+    if memo.budget.out_of_time() {
+        hints.push(hint(
+            HintKind::NotChecked,
+            "not checked: this report's time for hint checks was spent (rows are checked best \
+             first)"
+                .into(),
+            None,
+            H_INFO,
+        ));
+        return hints;
+    }
+    if let Some(env) = env
+        && f.path.starts_with(b"/")
+        && let Some(fs) = env.view.network_fs(&f.path)
+    {
+        hints.push(hint(
+            HintKind::NotChecked,
+            format!(
+                "{} is on a {fs} filesystem: not checked (a network or FUSE filesystem can hang \
+                 whoever looks)",
+                escape_path(&f.path)
+            ),
+            None,
+            H_INFO,
+        ));
+        return hints;
+    }
     if f.unresolved || !f.path.starts_with(b"/") {
         hints.push(hint(
             HintKind::Unresolved,

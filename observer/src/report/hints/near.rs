@@ -122,17 +122,19 @@ fn bounded_osa(a: &[u8], b: &[u8], k: usize) -> Option<usize> {
     }
     let inf = usize::MAX / 2;
     let (n, m) = (a.len(), b.len());
-    let mut prev2 = vec![inf; m + 1];
-    let mut prev: Vec<usize> = (0..=m).map(|j| if j <= k { j } else { inf }).collect();
-    let mut cur = vec![inf; m + 1];
+    // Three rows of the table; only the band |i - j| <= k, and the cells just outside it that
+    // the next rows read, are ever written: O(n * k), not O(n * m).
+    let mut prev2 = vec![inf; m + 2];
+    let mut prev: Vec<usize> = (0..=m + 1).map(|j| if j <= k { j } else { inf }).collect();
+    let mut cur = vec![inf; m + 2];
     for i in 1..=n {
-        cur.iter_mut().for_each(|c| *c = inf);
-        if i <= k {
-            cur[0] = i;
-        }
         let lo = i.saturating_sub(k).max(1);
         let hi = (i + k).min(m);
-        let mut row_min = cur[0];
+        cur[lo - 1] = if lo == 1 && i <= k { i } else { inf };
+        if lo >= 2 {
+            cur[lo - 2] = inf;
+        }
+        let mut row_min = cur[lo - 1];
         for j in lo..=hi {
             let ai = a[i - 1].to_ascii_lowercase();
             let bj = b[j - 1].to_ascii_lowercase();
@@ -148,6 +150,7 @@ fn bounded_osa(a: &[u8], b: &[u8], k: usize) -> Option<usize> {
             cur[j] = v;
             row_min = row_min.min(v);
         }
+        cur[hi + 1] = inf;
         if row_min > k {
             return None;
         }
@@ -175,6 +178,66 @@ pub(super) fn best_match<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The banded distance agrees with the full table on names of every shape.
+    #[test]
+    fn the_band_agrees_with_the_full_distance() {
+        fn full(a: &[u8], b: &[u8]) -> usize {
+            let (n, m) = (a.len(), b.len());
+            let mut d = vec![vec![0usize; m + 1]; n + 1];
+            for (i, row) in d.iter_mut().enumerate() {
+                row[0] = i;
+            }
+            for (j, cell) in d[0].iter_mut().enumerate() {
+                *cell = j;
+            }
+            for i in 1..=n {
+                for j in 1..=m {
+                    let (ai, bj) = (a[i - 1].to_ascii_lowercase(), b[j - 1].to_ascii_lowercase());
+                    let mut v = (d[i - 1][j] + 1)
+                        .min(d[i][j - 1] + 1)
+                        .min(d[i - 1][j - 1] + usize::from(ai != bj));
+                    if i > 1
+                        && j > 1
+                        && ai == b[j - 2].to_ascii_lowercase()
+                        && a[i - 2].to_ascii_lowercase() == bj
+                    {
+                        v = v.min(d[i - 2][j - 2] + 1);
+                    }
+                    d[i][j] = v;
+                }
+            }
+            d[n][m]
+        }
+        let words: [&[u8]; 12] = [
+            b"",
+            b"a",
+            b"ab",
+            b"ba",
+            b"abc",
+            b"acb",
+            b"helpers.php",
+            b"helpers.phpp",
+            b"hlepers.php",
+            b"config.inc.php",
+            b"conifg.inc.php",
+            b"xyz",
+        ];
+        for a in words {
+            for b in words {
+                for k in 0..4 {
+                    let want = full(a, b);
+                    assert_eq!(
+                        bounded_osa(a, b, k),
+                        (want <= k).then_some(want),
+                        "{:?} {:?} k={k}",
+                        String::from_utf8_lossy(a),
+                        String::from_utf8_lossy(b)
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn osa_and_likeness() {
