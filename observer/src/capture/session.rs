@@ -92,6 +92,10 @@ impl Session {
         // SAFETY: the ring buffer owns its fd for as long as the AsyncFd lives.
         let events = unsafe { AsyncFd::register_with_interest(rb, Interest::READABLE) }
             .map_err(|e| anyhow!("registering the ring buffer with the runtime: {e}"))?;
+        // Loading parsed the kernel's BTF (several MiB) and freed it: give those pages back
+        // rather than keep them for the whole run.
+        // SAFETY: malloc_trim only releases free memory of the allocator; no pointer is touched.
+        unsafe { libc::malloc_trim(0) };
         Ok(Session {
             cap,
             events,
