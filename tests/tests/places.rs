@@ -349,7 +349,8 @@ fn observer_in_a_namespace_of_its_own_still_sees_the_hosts_files() {
             "--",
             "sh",
             "-c",
-            "mount -t tmpfs observer-own /tmp && exec \"$0\" \"$@\"",
+            // The binary may live under /tmp (a checkout there): hold it open across the mount.
+            "exec 3<\"$0\" && mount -t tmpfs observer-own /tmp && exec /proc/self/fd/3 \"$@\"",
         ],
         &["--comm", &comm],
         &["--format", "json"],
