@@ -258,6 +258,24 @@ pub fn cgroup2_root() -> String {
 // ---- History mode (`observer record` / `report` / `timeline`) ----
 
 impl Observer {
+    /// `observer record` of `comm` into `db`, flushing every second, plus `extra`.
+    /// `--config /dev/null`: a configuration file of the host cannot change what it does.
+    pub fn record(comm: &str, db: &str, extra: &[&str]) -> Observer {
+        let mut args = vec![
+            "record",
+            "--comm",
+            comm,
+            "--db",
+            db,
+            "--flush-interval",
+            "1s",
+            "--config",
+            "/dev/null",
+        ];
+        args.extend_from_slice(extra);
+        Observer::start_with(&args, &[])
+    }
+
     /// SIGKILL, as a crash or the OOM killer would: no chance to flush.
     pub fn kill9(mut self) {
         // SAFETY: signalling our own child.

@@ -55,20 +55,7 @@ fn a_recorder_under_a_flood_of_long_distinct_paths_stays_within_its_bound() {
     let dir = TempDir::new("burst-rec");
     let db = dir.join("h.db");
     let n = 300_000u64;
-    let obs = Observer::start_with(
-        &[
-            "record",
-            "--comm",
-            &comm,
-            "--db",
-            &db,
-            "--flush-interval",
-            "1s",
-            "--config",
-            "/dev/null",
-        ],
-        &[],
-    );
+    let obs = Observer::record(&comm, &db, &[]);
     let peak = PeakWatch::start(obs.pid());
     // ~4 KB each: 300,000 of them would be 1.2 GB of names.
     let long = format!("/nonexistent/{}/p-", "x".repeat(3900));

@@ -178,20 +178,7 @@ fn the_history_report_gives_the_fix_too() {
     write(&d.join("conf/sites-enabled/app.conf"), "# app\n", 0o644);
     write(&conf, &format!("Listen 8080\nInclude {culprit}\n"), 0o644);
     let db = d.join("h.db");
-    let mut rec = Observer::start_with(
-        &[
-            "record",
-            "--db",
-            &db,
-            "--flush-interval",
-            "1s",
-            "--config",
-            "/dev/null",
-            "--comm",
-            &comm,
-        ],
-        &[],
-    );
+    let mut rec = Observer::record(&comm, &db, &[]);
     failer(&[
         "--comm",
         &comm,

@@ -10,20 +10,7 @@ use rusqlite::Connection;
 fn recorded(dir: &TempDir) -> String {
     let db = dir.join("h.db");
     let comm = unique_comm("obs-hdb");
-    let mut rec = Observer::start_with(
-        &[
-            "record",
-            "--db",
-            &db,
-            "--flush-interval",
-            "1s",
-            "--config",
-            "/dev/null",
-            "--comm",
-            &comm,
-        ],
-        &[],
-    );
+    let mut rec = Observer::record(&comm, &db, &[]);
     failer(&["--comm", &comm, "openat:/nonexistent-observer-hdb/x.php"]);
     std::thread::sleep(Duration::from_millis(1500));
     rec.signal(libc::SIGTERM);

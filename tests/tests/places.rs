@@ -263,20 +263,7 @@ fn history_reports_check_a_running_containers_view_and_say_when_it_is_gone() {
     let db = tmp.join("h.db");
     let culprit = format!("{dir}/config.phpp");
     let ct = Confined::docker();
-    let mut rec = Observer::start_with(
-        &[
-            "record",
-            "--db",
-            &db,
-            "--flush-interval",
-            "1s",
-            "--config",
-            "/dev/null",
-            "--comm",
-            &comm,
-        ],
-        &[],
-    );
+    let mut rec = Observer::record(&comm, &db, &[]);
     // The container's main process stays; the failing one runs beside it, in its namespace.
     let main = ct
         .command(&format!(

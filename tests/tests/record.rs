@@ -29,22 +29,6 @@ fn metrics_addr(obs: &mut Observer) -> String {
         .to_string()
 }
 
-fn record(comm: &str, db: &str, extra: &[&str]) -> Observer {
-    let mut args = vec![
-        "record",
-        "--comm",
-        comm,
-        "--db",
-        db,
-        "--flush-interval",
-        "1s",
-        "--config",
-        "/dev/null",
-    ];
-    args.extend_from_slice(extra);
-    Observer::start_with(&args, &[])
-}
-
 use observer_tests::history_report as report;
 use observer_tests::peak_rss_kib;
 
@@ -82,7 +66,7 @@ fn record_survives_kill_9_and_a_restart_and_counts_nothing_twice() {
     let p2 = missing("phase2.conf");
     let shared = missing("shared.php");
 
-    let obs = record(&comm, &db, &[]);
+    let obs = Observer::record(&comm, &db, &[]);
     failer(&["--comm", &comm, "--repeat", "3", &format!("openat:{p1}")]);
     failer(&[
         "--comm",
@@ -102,7 +86,7 @@ fn record_survives_kill_9_and_a_restart_and_counts_nothing_twice() {
     assert_eq!(mode(&dir.join("history")), 0o700);
 
     // A restart takes the lock the dead process held, and starts from fresh kernel maps.
-    let obs = record(&comm, &db, &[]);
+    let obs = Observer::record(&comm, &db, &[]);
     failer(&["--comm", &comm, "--repeat", "4", &format!("openat:{p2}")]);
     failer(&[
         "--comm",
@@ -180,7 +164,7 @@ fn a_second_recorder_on_the_same_database_refuses_in_one_line() {
     let dir = TempDir::new("rec-lock");
     let db = dir.join("observer.db");
     let comm = unique_comm("obs-lock");
-    let obs = record(&comm, &db, &[]);
+    let obs = Observer::record(&comm, &db, &[]);
     let (code, out, err) = run_observer(&[
         "record",
         "--comm",
@@ -270,7 +254,7 @@ fn report_runs_unprivileged_on_a_readable_copy_and_explains_a_private_one() {
     let db = dir.join("observer.db");
     let comm = unique_comm("obs-priv");
     let path = missing("private.conf");
-    let obs = record(&comm, &db, &[]);
+    let obs = Observer::record(&comm, &db, &[]);
     failer(&["--comm", &comm, "--repeat", "2", &format!("openat:{path}")]);
     obs.stop_raw();
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -333,7 +317,7 @@ fn metrics_are_served_as_openmetrics_that_a_strict_parser_accepts() {
     let db = dir.join("observer.db");
     let comm = unique_comm("obs-met");
     let path = missing("metrics \"quoted\"\nname.conf");
-    let mut obs = record(
+    let mut obs = Observer::record(
         &comm,
         &db,
         &["--metrics", "127.0.0.1:0", "--metrics-top", "5"],
@@ -518,7 +502,7 @@ fn a_full_disk_keeps_capture_going_and_writing_resumes_when_space_returns() {
     let _guard = Tmpfs(mnt.clone());
     let db = format!("{mnt}/observer.db");
     let comm = unique_comm("obs-full");
-    let mut obs = record(&comm, &db, &[]);
+    let mut obs = Observer::record(&comm, &db, &[]);
     // Fill the file system.
     let filler = format!("{mnt}/filler");
     {
@@ -567,7 +551,7 @@ fn a_storm_is_counted_exactly_in_the_history() {
     let dir = TempDir::new("rec-storm");
     let db = dir.join("observer.db");
     let comm = unique_comm("obs-storm");
-    let obs = record(&comm, &db, &[]);
+    let obs = Observer::record(&comm, &db, &[]);
     let paths: Vec<String> = (0..50)
         .map(|i| missing(&format!("storm/f{i}.php")))
         .collect();
@@ -599,7 +583,7 @@ fn idle_keys_are_forgotten_and_counted_again_from_their_next_failure() {
     let db = dir.join("observer.db");
     let comm = unique_comm("obs-evict");
     let path = missing("evict.conf");
-    let mut obs = record(
+    let mut obs = Observer::record(
         &comm,
         &db,
         &["--evict-after", "1s", "--metrics", "127.0.0.1:0"],
@@ -703,7 +687,7 @@ fn metrics_survive_hostile_clients_within_bounded_memory() {
     let dir = TempDir::new("rec-abuse");
     let db = dir.join("observer.db");
     let comm = unique_comm("obs-abuse");
-    let mut obs = record(&comm, &db, &["--metrics", "127.0.0.1:0"]);
+    let mut obs = Observer::record(&comm, &db, &["--metrics", "127.0.0.1:0"]);
     let addr = metrics_addr(&mut obs);
     let before = peak_rss_kib(obs.pid());
 
@@ -801,7 +785,7 @@ fn metrics_on_a_unix_socket_are_private() {
     let db = dir.join("observer.db");
     let sock = dir.join("metrics.sock");
     let comm = unique_comm("obs-unix");
-    let mut obs = record(&comm, &db, &["--metrics", &format!("unix:{sock}")]);
+    let mut obs = Observer::record(&comm, &db, &["--metrics", &format!("unix:{sock}")]);
     obs.wait_stderr(&format!("metrics on unix:{sock}"), Duration::from_secs(5));
     let m = std::fs::symlink_metadata(&sock).unwrap();
     assert!(m.file_type().is_socket());
