@@ -80,12 +80,13 @@ impl Report {
             ),
             None => (ctx.window_start, ctx.now),
         };
-        let (failures, paths, count) = rank::keep_likeliest(failures, ctx, rank::MAX_RANKED);
+        let (ranked, paths, count) =
+            rank::rank_at_most(failures, ctx, env, opened, rank::MAX_RANKED);
         let mut totals = totals;
         totals.unlisted_paths = paths;
         totals.unlisted_failures = count;
         Report {
-            ranked: rank::rank(failures, ctx, env, opened),
+            ranked,
             totals,
             started,
             ended,

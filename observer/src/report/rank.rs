@@ -17,6 +17,22 @@ use crate::report::referrers::{Budget, Library, referrers};
 use crate::report::score::{errno_weight, score};
 use crate::report::walk::{self, Outcome, dirname, join_child};
 
+/// Most rows a report ranks, checks and shows; beyond them the least likely culprits (by their
+/// score without hints) are counted in [`crate::model::Totals`] `unlisted_*`, not listed. This
+/// bounds a report's memory and time under a path explosion.
+pub(crate) const MAX_RANKED: usize = 10_000;
+
+/// [`rank_at_most`] without a limit.
+#[cfg(test)]
+pub(crate) fn rank(
+    failures: Vec<Failure>,
+    ctx: &RankContext,
+    env: &HintEnv,
+    opened: &[OpenedFile],
+) -> Vec<Ranked> {
+    rank_at_most(failures, ctx, env, opened, usize::MAX).0
+}
+
 /// Computes hints against the live filesystem, scores, sorts (best first) and numbers the rows.
 ///
 /// The score is `intent + errno + novelty + rate + probe + hints`: see [`SCORING_DOC`].
@@ -27,42 +43,16 @@ use crate::report::walk::{self, Outcome, dirname, join_child};
 ///
 /// `env` checks the host's rows; a row seen in another view (a container, a private /tmp) is
 /// checked in that view, with an environment and a memo of its own.
-/// Most rows a report ranks, checks and shows; beyond them the least likely culprits (by their
-/// score without hints) are counted in [`crate::model::Totals`] `unlisted_*`, not listed. This
-/// bounds a report's memory and time under a path explosion.
-pub(crate) const MAX_RANKED: usize = 10_000;
-
-/// The `max` likeliest culprits of `failures` (by score without hints), and the paths and
-/// failures of the others.
-pub(crate) fn keep_likeliest(
-    failures: Vec<Failure>,
-    ctx: &RankContext,
-    max: usize,
-) -> (Vec<Failure>, u64, u64) {
-    if failures.len() <= max {
-        return (failures, 0, 0);
-    }
-    let none = Evidence::default();
-    let mut order: Vec<(f64, Failure)> = failures
-        .into_iter()
-        .map(|f| (score(&f, ctx, &[], &none).0, f))
-        .collect();
-    order.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let rest = order.split_off(max);
-    let failures = rest.iter().map(|(_, f)| f.count).sum();
-    (
-        order.into_iter().map(|(_, f)| f).collect(),
-        rest.len() as u64,
-        failures,
-    )
-}
-
-pub(crate) fn rank(
+///
+/// Only the `max` likeliest culprits (by their score without hints) are ranked; returns them,
+/// and how many other rows there were and their failures (counted, not ranked).
+pub(crate) fn rank_at_most(
     failures: Vec<Failure>,
     ctx: &RankContext,
     env: &HintEnv,
     opened: &[OpenedFile],
-) -> Vec<Ranked> {
+    max: usize,
+) -> (Vec<Ranked>, u64, u64) {
     // One budget for the report's hint checks, spent on the likeliest culprits first: rows are
     // checked in the order of their score without hints.
     let hint_budget = Rc::new(HintBudget::new(if ctx.evidence {
@@ -80,6 +70,10 @@ pub(crate) fn rank(
         .map(|f| (score(&f, ctx, &[], &none).0, f))
         .collect();
     order.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let rest = order.split_off(max.min(order.len()));
+    let unlisted_failures = rest.iter().map(|(_, f)| f.count).sum();
+    let unlisted_paths = rest.len() as u64;
+    drop(rest);
     let mut out: Vec<Ranked> = order
         .into_iter()
         .map(|(_, f)| {
@@ -151,7 +145,7 @@ pub(crate) fn rank(
             r.evidence.plan = Some(plan(f, &r.hints, &r.evidence.referrers, reload));
         }
     }
-    out
+    (out, unlisted_paths, unlisted_failures)
 }
 
 /// Is `f` a failure whose reference is worth looking for: a file the process meant to open or
