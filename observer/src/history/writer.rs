@@ -167,34 +167,13 @@ impl Writer {
                 )
                 .map_err(sql("preparing the bucket upsert"))?;
             for (k, minute, v) in &rows {
-                let path_id = match self.path_ids.get(&k.path).or(new_paths.get(&k.path)) {
-                    Some(&id) => id,
-                    None => {
-                        let id = intern(&tx, "paths", "path", &k.path[..])?;
-                        new_paths.insert(k.path.clone(), id);
-                        id
-                    }
-                };
-                let comm_id = match self.comm_ids.get(&k.comm).or(new_comms.get(&k.comm)) {
-                    Some(&id) => id,
-                    None => {
-                        let id = intern(&tx, "comms", "comm", &k.comm)?;
-                        new_comms.insert(k.comm.clone(), id);
-                        id
-                    }
-                };
-                let place_id = if k.place.is_host() {
-                    0
-                } else {
-                    match self.place_ids.get(&k.place).or(new_places.get(&k.place)) {
-                        Some(&id) => id,
-                        None => {
-                            let id = intern_place(&tx, &k.place)?;
-                            new_places.insert(k.place.clone(), id);
-                            id
-                        }
-                    }
-                };
+                let path_id = id_of(&self.path_ids, &mut new_paths, &k.path, || {
+                    intern(&tx, "paths", "path", &k.path[..])
+                })?;
+                let comm_id = id_of(&self.comm_ids, &mut new_comms, &k.comm, || {
+                    intern(&tx, "comms", "comm", &k.comm)
+                })?;
+                let place_id = place_id(&self.place_ids, &mut new_places, &tx, &k.place)?;
                 upsert
                     .execute(params![
                         path_id,
@@ -221,26 +200,10 @@ impl Writer {
                 )
                 .map_err(sql("preparing the files-read upsert"))?;
             for o in opened {
-                let path_id = match self.path_ids.get(&o.path).or(new_paths.get(&o.path)) {
-                    Some(&id) => id,
-                    None => {
-                        let id = intern(&tx, "paths", "path", &o.path[..])?;
-                        new_paths.insert(o.path.clone(), id);
-                        id
-                    }
-                };
-                let place_id = if o.place.is_host() {
-                    0
-                } else {
-                    match self.place_ids.get(&o.place).or(new_places.get(&o.place)) {
-                        Some(&id) => id,
-                        None => {
-                            let id = intern_place(&tx, &o.place)?;
-                            new_places.insert(o.place.clone(), id);
-                            id
-                        }
-                    }
-                };
+                let path_id = id_of(&self.path_ids, &mut new_paths, &o.path, || {
+                    intern(&tx, "paths", "path", &o.path[..])
+                })?;
+                let place_id = place_id(&self.place_ids, &mut new_places, &tx, &o.place)?;
                 read.execute(params![path_id, place_id, now_ms])
                     .map_err(sql("writing the files read"))?;
             }
@@ -416,6 +379,35 @@ fn delete_before(tx: &Transaction, minute: i64) -> Result<usize, DbError> {
         .map_err(sql("deleting unused places"))?;
     }
     Ok(n)
+}
+
+/// The id of `key`: remembered from earlier flushes (`known`), made earlier in this flush
+/// (`new`), or made now by `make` and remembered in `new`.
+fn id_of<K: std::hash::Hash + Eq + Clone>(
+    known: &HashMap<K, i64>,
+    new: &mut HashMap<K, i64>,
+    key: &K,
+    make: impl FnOnce() -> Result<i64, DbError>,
+) -> Result<i64, DbError> {
+    if let Some(&id) = known.get(key).or(new.get(key)) {
+        return Ok(id);
+    }
+    let id = make()?;
+    new.insert(key.clone(), id);
+    Ok(id)
+}
+
+/// The id of `place`: 0 for the host (never stored), else as [`id_of`].
+fn place_id(
+    known: &HashMap<Place, i64>,
+    new: &mut HashMap<Place, i64>,
+    tx: &Transaction,
+    place: &Place,
+) -> Result<i64, DbError> {
+    if place.is_host() {
+        return Ok(0);
+    }
+    id_of(known, new, place, || intern_place(tx, place))
 }
 
 /// The id of `value` in `table` (`paths` or `comms`), inserting it when new.
