@@ -131,14 +131,7 @@ fn random_u32() -> u32 {
 /// a restart must not truncate what was written before). Not through a symlink; an existing
 /// file must be observer's user's and writable by no one else.
 pub(crate) fn append_private(path: &Path) -> Result<File> {
-    let f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| refused_link(path, e))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let f = open_private(path, true).with_context(|| format!("cannot write {}", path.display()))?;
     let meta = f.metadata()?;
     if !meta.is_file() {
         bail!("refusing {}: not a regular file", path.display());
@@ -147,6 +140,22 @@ pub(crate) fn append_private(path: &Path) -> Result<File> {
     f.set_permissions(std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("setting mode 0600 on {}", path.display()))?;
     Ok(f)
+}
+
+/// Opens `path` for writing (appending, or reading too), creating it with mode 0600, never
+/// truncating it, and never through a symlink at its last component (the error says so). What
+/// it is and who owns it are the caller's to check.
+pub(crate) fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(!append)
+        .write(true)
+        .append(append)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| refused_link(path, e))
 }
 
 /// ELOOP from `O_NOFOLLOW` means the last component is a symlink: say so.

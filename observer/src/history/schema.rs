@@ -2,10 +2,10 @@
 //! migration, the exclusive lock of the one writer, and the files' modes. [`super::writer`]
 //! writes it; [`super::reader`] reads it back.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -146,15 +146,7 @@ pub(super) fn lock_path(db: &Path) -> PathBuf {
 impl LockFile {
     pub(super) fn acquire(db: &Path) -> Result<LockFile, DbError> {
         let path = lock_path(db);
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| crate::files::refused_link(&path, e))
+        let mut f = crate::files::open_private(&path, false)
             .map_err(|e| DbError::Setup(format!("cannot create {}: {e}", show(&path))))?;
         let meta = f
             .metadata()
@@ -213,21 +205,12 @@ pub(super) fn ensure_dir(db: &Path) -> Result<(), DbError> {
 /// Creates the database file (0600) when missing; tightens an existing file's mode to 0600 (paths
 /// in it can be sensitive). SQLite gives its `-wal` and `-shm` files the database file's mode.
 pub(super) fn prepare_files(db: &Path) -> Result<(), DbError> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(db)
-        .map_err(|e| crate::files::refused_link(db, e))
-        .map_err(|e| {
-            DbError::Setup(format!(
-                "cannot write the history database {}: {e}",
-                show(db)
-            ))
-        })?;
+    let f = crate::files::open_private(db, false).map_err(|e| {
+        DbError::Setup(format!(
+            "cannot write the history database {}: {e}",
+            show(db)
+        ))
+    })?;
     let meta = f
         .metadata()
         .map_err(|e| DbError::Setup(format!("{}: {e}", show(db))))?;
