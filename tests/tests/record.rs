@@ -803,4 +803,23 @@ fn metrics_on_a_unix_socket_are_private() {
         !std::path::Path::new(&sock).exists(),
         "the socket is removed at the end"
     );
+    // In a directory others may write, the socket could be swapped for a link before its
+    // chmod: refused, in one line.
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (code, _, err) = run_observer(&[
+        "record",
+        "--comm",
+        &comm,
+        "--db",
+        &db,
+        "--config",
+        "/dev/null",
+        "--metrics",
+        &format!("unix:{open}/metrics.sock"),
+    ]);
+    assert_ne!(code, 0);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("others may write it"), "{err}");
 }

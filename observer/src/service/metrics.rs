@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -256,6 +256,12 @@ impl Server {
                 )
             }
             Endpoint::Unix(p) => {
+                // In a directory only observer's user may write (created 0700 when missing), so
+                // no one can swap the socket for a link between the bind and the chmod below.
+                if let Some(dir) = p.parent() {
+                    crate::files::private_dir(dir)
+                        .with_context(|| format!("cannot serve metrics on {}", p.display()))?;
+                }
                 // A stale socket of an earlier run is replaced; anything else is not touched.
                 if let Ok(m) = std::fs::symlink_metadata(p) {
                     use std::os::unix::fs::FileTypeExt;
