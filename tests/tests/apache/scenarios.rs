@@ -284,6 +284,13 @@ pub(crate) fn misspelled_require_is_first_naming_the_existing_file_and_strace_ag
     apache.edit("www/app/bootstrap.php", "/helpers.php'", "/helpers.phpp'");
     php_broken(&apache.browse(2));
     let traced = strace.detach();
+    // The oracle holds only if the traced processes are all there were: no worker forked or
+    // retired while observer and strace watched different windows.
+    let mut now = apache.pids();
+    let mut before = pids.clone();
+    now.sort_unstable();
+    before.sort_unstable();
+    assert_eq!(before, now, "the worker pool changed under strace");
     let cwds: BTreeMap<u32, Vec<u8>> = apache
         .pids()
         .into_iter()
