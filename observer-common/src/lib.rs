@@ -374,8 +374,17 @@ pub const MAP_CWDGEN: &str = "CWDGEN";
 pub const MAP_DIRGEN: &str = "DIRGEN";
 
 /// Ring buffer size in bytes. A record is 112 bytes + the path, and only the first sighting of a
-/// key (and, when `AGG` is full, every failure) goes through it.
-pub const EVENTS_BYTES: u32 = 8 << 20;
+/// key (and, when `AGG` is full, every failure) goes through it. Its pages are mapped twice into
+/// observer (the kernel's wrap-around trick), so this is twice its share of observer's RSS.
+pub const EVENTS_BYTES: u32 = 2 << 20;
+/// A record wakes the reader at once when this much is already waiting (a quarter of the ring,
+/// so a burst never fills it before the reader runs).
+pub const WAKE_PENDING_BYTES: u64 = (EVENTS_BYTES / 4) as u64;
+/// Below that, a first sighting of a failure wakes the reader at most once per this gap, and
+/// directory opens, chdirs and successful opens never do: they wait for the reader's next tick
+/// (every `--interval`, 1 s by default), or for the failure that needs them, which comes after
+/// them in the ring. A busy server then costs a few wakeups a second, not one per record.
+pub const WAKE_GAP_NS: u64 = 100_000_000;
 /// Distinct (path, tgid, errno, syscall, dirfd) keys aggregated in the kernel.
 pub const AGG_ENTRIES: u32 = 65536;
 /// `--pid` targets and their descendants.

@@ -69,6 +69,10 @@ static GATE: Array<u32> = Array::with_max_entries(1, 0);
 static OPENED: LruHashMap<AggKey, u8> = LruHashMap::with_max_entries(OPENED_ENTRIES, 0);
 #[map]
 static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
+/// When a record last woke the reader (ktime ns); shared by all CPUs, racy by design (two CPUs
+/// may both wake it, which is harmless).
+#[map]
+static WOKE: Array<u64> = Array::with_max_entries(1, 0);
 
 const EEXIST: i32 = 17;
 

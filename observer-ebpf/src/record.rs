@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         bpf_probe_read_user, bpf_probe_read_user_str_bytes,
@@ -14,12 +14,13 @@ use observer_common::{
     AT_EMPTY_PATH, AT_FDCWD, AggKey, AggVal, COMM_LEN, CONFIG_OPENED, CONFIG_VERBOSE, Call, DirKey,
     EVENT_HEADER_LEN, EventBuf, KIND_CHDIR, KIND_FCHDIR, O_ACCMODE, O_DIRECTORY, O_PATH, PATH_MAX,
     PathHasher, STATUS_CHDIR, STATUS_DIRFD, STATUS_OPENED, STATUS_PATH_FAULT, STATUS_TRUNCATED,
-    STATUS_UNAGGREGATED, Stat, Syscall,
+    STATUS_UNAGGREGATED, Stat, Syscall, WAKE_GAP_NS, WAKE_PENDING_BYTES,
 };
 
 use crate::filter::current_mnt_ns;
 use crate::{
-    AGG, CWDGEN, DIRGEN, EEXIST, EVENTS, OBSERVER_CONFIG, OPENED, SCRATCH, cfg_flags, stat_add,
+    AGG, CWDGEN, DIRGEN, EEXIST, EVENTS, OBSERVER_CONFIG, OPENED, SCRATCH, WOKE, cfg_flags,
+    stat_add,
 };
 
 /// A watched task's hooked call has returned `ret` (already passed by `ret_wanted`).
@@ -426,5 +427,30 @@ pub(crate) fn emit<const BTF: bool>(
     // SAFETY: n <= size_of::<EventBuf>(); the bytes are initialised (header just written, path
     // read by the helper up to len).
     let bytes = unsafe { core::slice::from_raw_parts((buf as *const EventBuf).cast::<u8>(), n) };
-    EVENTS.output::<[u8]>(bytes, 0).is_ok()
+    EVENTS
+        .output::<[u8]>(bytes, wake_flags(now, status))
+        .is_ok()
+}
+
+/// Whether this record wakes the reader: at once when a quarter of the ring is waiting; a first
+/// sighting of a failure at most once per [`WAKE_GAP_NS`]; anything else never (the reader
+/// drains on its tick).
+#[inline(always)]
+fn wake_flags(now: u64, status: u32) -> u64 {
+    if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= WAKE_PENDING_BYTES {
+        return u64::from(BPF_RB_FORCE_WAKEUP);
+    }
+    if status & (STATUS_DIRFD | STATUS_CHDIR | STATUS_OPENED) == 0
+        && let Some(last) = WOKE.get_ptr_mut(0)
+    {
+        // SAFETY: an element of our own one-entry array; a torn race between CPUs only means
+        // an extra wakeup.
+        unsafe {
+            if now.wrapping_sub(*last) >= WAKE_GAP_NS {
+                *last = now;
+                return u64::from(BPF_RB_FORCE_WAKEUP);
+            }
+        }
+    }
+    u64::from(BPF_RB_NO_WAKEUP)
 }

@@ -144,6 +144,9 @@ impl Capture {
         if let Some(btf) = kernel_btf.as_deref() {
             task_offsets(btf, &mut config);
         }
+        // Not held while aya's loader parses the same BTF for itself (it always does): the
+        // start's peak is then one copy of the kernel's BTF, not two.
+        let kernel_btf = kernel_btf.is_some();
         let log_level: u8 = if verbose { 0xff } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &config, true)
@@ -194,7 +197,7 @@ impl Capture {
             .into_iter()
             .map(|s| (s, "no such syscall on this kernel".to_string()))
             .collect();
-        cap.attach_syscalls(kernel_btf.as_deref())?;
+        cap.attach_syscalls(kernel_btf)?;
         let events: RingBuf<MapData> = cap
             .ebpf
             .take_map(MAP_EVENTS)
@@ -225,10 +228,9 @@ impl Capture {
     /// Loads and attaches the raw syscall exit hook: BTF-typed when the kernel has BTF
     /// (registers read with plain loads), else the plain raw tracepoint variant
     /// (bpf_probe_read_kernel).
-    fn attach_syscalls(&mut self, kernel_btf: Option<&[u8]>) -> Result<()> {
-        if let Some(raw) = kernel_btf {
-            let btf =
-                Btf::parse(raw, aya::Endianness::default()).context("reading the kernel's BTF")?;
+    fn attach_syscalls(&mut self, kernel_btf: bool) -> Result<()> {
+        if kernel_btf {
+            let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
             self.program::<BtfTracePoint>(SYS_EXIT_BTF)?
                 .load("sys_exit", &btf)
                 .map_err(|e| explain_load_error(anyhow::Error::from(e)))
