@@ -14,8 +14,30 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// What to measure.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+pub(crate) enum Part {
+    /// Everything below, in one run.
+    All,
+    /// The kernel hook per call, next to bpftrace and strace, and the history database.
+    Kernel,
+    /// observer's own RSS, CPU and wakeups: at start, idle and under storms.
+    Footprint,
+    /// A real Apache + PHP (mod_php and PHP-FPM) under load: untraced, ad-hoc, record, strace.
+    Apache,
+}
+
 #[derive(clap::Args)]
 pub(crate) struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value_t = Part::All)]
+    part: Part,
+    /// Traced rounds per tracer for the Apache figures (strace gets a third of them).
+    #[arg(long, default_value_t = 10)]
+    apache_rounds: u64,
+    /// Length of one Apache round, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    apache_round_ms: u64,
     /// Attach/detach cycles for observer's figures (each cycle times 8 batches per call kind:
     /// off, on, prefix, floor, floor, prefix, on, off).
     #[arg(long, default_value_t = 400)]
@@ -117,7 +139,7 @@ fn spawn_ready(cmd: &mut Command, ready: &str, from_stdout: bool) -> Result<Chil
     Ok(child)
 }
 
-fn interrupt(child: &mut Child) {
+pub(crate) fn interrupt(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
@@ -137,30 +159,104 @@ fn which(tool: &str) -> bool {
 }
 
 pub(crate) fn run(a: &BenchArgs) -> Result<()> {
-    if a.rounds == 0 || a.calls == 0 || a.cycles == 0 {
-        bail!("--cycles, --calls and --rounds must be positive");
+    if a.rounds == 0 || a.calls == 0 || a.cycles == 0 || a.apache_rounds < 2 {
+        bail!("--cycles, --calls and --rounds must be positive, --apache-rounds at least 2");
+    }
+    if a.apache_round_ms < 200 {
+        bail!("--apache-round-ms must be at least 200");
+    }
+    // The peers observer is compared with, installed like the test suite's packages.
+    let missing: Vec<&str> = ["bpftrace", "strace"]
+        .into_iter()
+        .filter(|t| !which(t))
+        .collect();
+    if !missing.is_empty() {
+        crate::apt_install(&missing)?;
     }
     let failer = failer()?;
-    eprintln!(
-        "bench: observer's capture, {} attach/detach cycles",
-        a.cycles
-    );
+    if matches!(a.part, Part::All | Part::Footprint) {
+        crate::footprint::run(&crate::root().join("target/release/observer"), &failer)?;
+    }
+    if matches!(a.part, Part::All | Part::Kernel) {
+        kernel(a, &failer)?;
+    }
+    if matches!(a.part, Part::All | Part::Apache) {
+        apache(a)?;
+    }
+    Ok(())
+}
+
+/// The Apache benchmark: an ignored test of the end-to-end suite, to reuse its private Apache.
+fn apache(a: &BenchArgs) -> Result<()> {
+    eprintln!("bench: a real Apache + PHP under load (the e2e suite's instance, release build)");
     crate::status(
         Command::new(crate::cargo())
             .current_dir(crate::root())
             .args([
-                "bench",
+                "test",
+                "--release",
                 "--package",
-                "observer",
-                "--bench",
-                "overhead",
+                "observer-tests",
+                "--test",
+                "apache",
+                "bench_apache",
                 "--",
-                "--cycles",
-                &a.cycles.to_string(),
-                "--calls",
-                &a.calls.to_string(),
-            ]),
-    )?;
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(
+                "OBSERVER_BIN",
+                crate::root().join("target/release/observer"),
+            )
+            .env("OBSERVER_EBPF_OBJECT", crate::ebpf_object())
+            .env("OBSERVER_BENCH_ROUNDS", a.apache_rounds.to_string())
+            .env("OBSERVER_BENCH_MS", a.apache_round_ms.to_string()),
+    )
+}
+
+/// The per-call figures: observer's hook toggled, then its peers.
+fn kernel(a: &BenchArgs, failer: &Path) -> Result<()> {
+    let failer = failer.to_path_buf();
+    eprintln!(
+        "bench: observer's capture, {} attach/detach cycles",
+        a.cycles
+    );
+    let out = Command::new(crate::cargo())
+        .current_dir(crate::root())
+        .args([
+            "bench",
+            "--package",
+            "observer",
+            "--bench",
+            "overhead",
+            "--",
+            "--cycles",
+            &a.cycles.to_string(),
+            "--calls",
+            &a.calls.to_string(),
+        ])
+        .env("OBSERVER_EBPF_OBJECT", crate::ebpf_object())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the overhead bench")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    if !out.status.success() {
+        bail!("the overhead bench failed: {}", out.status);
+    }
+    // "  watched process: observer adds    +287.5 ns/call  [...]": the figure set beside peers.
+    let observer_watched: Option<f64> = text
+        .lines()
+        .find(|l| l.contains("watched process: observer adds") && !l.contains("unwatched"))
+        .and_then(|l| {
+            l.split("adds")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        });
 
     eprintln!("bench: the history database (measure_ set)");
     crate::status(
@@ -236,7 +332,16 @@ pub(crate) fn run(a: &BenchArgs) -> Result<()> {
     println!();
     println!("peers, same failing openat ({rounds} rounds, median):");
     match bpftrace {
-        Some(v) => println!("  bpftrace in-kernel count (same filter) adds {v:+7.1} ns/call"),
+        Some(v) => {
+            println!("  bpftrace in-kernel count (same filter) adds {v:+7.1} ns/call");
+            if let Some(o) = observer_watched {
+                println!(
+                    "  observer's watched failing call (+{o:.1} ns) is {:.2} of bpftrace's \
+                     (target <= 0.25)",
+                    o / v
+                );
+            }
+        }
         None => println!("  bpftrace: not installed"),
     }
     match strace {

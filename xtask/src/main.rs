@@ -17,6 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod footprint;
 
 #[derive(Parser)]
 #[command(
@@ -45,7 +46,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Measure the per-call cost of observer (prints figures; not a test).
+    /// Measure what observer costs: per call in the kernel, its own footprint, a real Apache
+    /// (prints figures; not a test).
     Bench(bench::BenchArgs),
 }
 
@@ -318,11 +320,16 @@ fn build_ebpf() -> Result<PathBuf> {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
     status(&mut cmd).context("building the eBPF program")?;
-    let obj = target_dir.join("bpfel-unknown-none/release/observer");
+    let obj = ebpf_object();
     if !obj.exists() {
         bail!("the eBPF build did not produce {}", obj.display());
     }
     Ok(obj)
+}
+
+/// Where `build_ebpf` puts the eBPF object.
+fn ebpf_object() -> PathBuf {
+    root().join("target/bpf/bpfel-unknown-none/release/observer")
 }
 
 /// Builds target/release/observer with the eBPF object embedded; returns its path.

@@ -27,8 +27,10 @@
 //! - [`scenarios`]: the incidents with ad-hoc observer, a healthy site, observer changes nothing;
 //! - [`record`]: `observer record` across a full restart of the service;
 //! - [`container`]: Apache + mod_php in a container (a mount namespace with its own document
-//!   root, a Docker-style cgroup), seen from the host.
+//!   root, a Docker-style cgroup), seen from the host;
+//! - [`bench`]: `cargo xtask bench apache`, what observer costs this Apache (an ignored test).
 
+mod bench;
 mod container;
 mod harness;
 mod record;
@@ -66,3 +68,10 @@ on_both_stacks!(
     scenarios::same_answers_with_and_without_observer_and_the_table_puts_the_culprit_on_top,
     record::record_counts_the_misspelled_require_exactly_across_a_full_apache_restart,
 );
+
+/// `cargo xtask bench apache` runs this (figures, not a test: ignored by the suite).
+#[test]
+#[ignore = "a benchmark: cargo xtask bench apache"]
+fn bench_apache() {
+    bench::apache_throughput_and_latency();
+}
