@@ -12,6 +12,7 @@
 //!                                   signal after 50 ms; fails unless the open returned EINTR
 //!          | chdir:DIR              chdir(DIR), which must succeed (relative to the current one)
 //!          | wait-line              read one line from stdin, then go on (a test acts meanwhile)
+//!          | pause:MS               sleep MS milliseconds (spaces the calls out)
 //!          | spray:N:PREFIX         openat PREFIX0 .. PREFIX(N-1), once each (distinct paths),
 //!                                   resting 1 ms after every 1,000 calls
 //!   PATH may be `hex:<hex bytes>` for names that do not survive a command line.
@@ -267,6 +268,13 @@ fn perform(actions: &[Action], repeat: u64, close_dirfds: bool) {
         }
         if a.syscall == "interrupted" {
             interrupted_open(&a.path);
+            continue;
+        }
+        if a.syscall == "pause" {
+            let ms: u64 = String::from_utf8_lossy(&a.path)
+                .parse()
+                .unwrap_or_else(|_| die("pause:MS"));
+            std::thread::sleep(std::time::Duration::from_millis(ms));
             continue;
         }
         if a.syscall == "spray" {
