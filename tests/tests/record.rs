@@ -404,6 +404,39 @@ fn metrics_are_served_as_openmetrics_that_a_strict_parser_accepts() {
 }
 
 #[test]
+fn an_idle_recorder_tells_metrics_when_its_history_was_last_written() {
+    // A recorder with nothing to write still writes its history (the session's start, then a
+    // mark once a minute): /metrics says when, so a fleet can tell "idle" from "stuck".
+    let dir = TempDir::new("rec-idle-flush");
+    let db = dir.join("observer.db");
+    let comm = unique_comm("obs-idle");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut obs = Observer::record(&comm, &db, &["--metrics", "127.0.0.1:0"]);
+    let addr = metrics_addr(&mut obs);
+    // From the first scrape on.
+    let (_, _, body) = http_get(&addr, "/metrics");
+    let last = find(
+        &openmetrics::parse(&body),
+        "observer_db_last_flush_timestamp_seconds",
+        &[],
+    )
+    .unwrap_or_else(|| panic!("no last write time on an idle recorder: {body}"))
+    .value;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        before - 1.0 <= last && last <= now,
+        "{before} <= {last} <= {now}"
+    );
+    obs.stop_raw();
+}
+
+#[test]
 fn sighup_reloads_the_configuration_and_a_selector_change_restarts_the_capture() {
     let dir = TempDir::new("rec-hup");
     let db = dir.join("observer.db");

@@ -40,7 +40,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// fmt, clippy, unit tests, then the privileged integration tests one at a time.
+    /// fmt, clippy, unit tests, the Prometheus rules (promtool), then the privileged integration
+    /// tests one at a time.
     Test {
         /// Extra arguments for the integration test binary (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -197,6 +198,83 @@ fn apt_install(pkgs: &[&str]) -> Result<()> {
             .envs(env),
     )
     .context("apt-get install")
+}
+
+const PROMTOOL: &str = "/usr/bin/promtool";
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+/// `promtool check rules` and `promtool test rules` on dist/prometheus (what the README tells
+/// operators to load).
+fn prometheus_rules(root: &Path) -> Result<()> {
+    ensure_prometheus()?;
+    let dir = root.join("dist/prometheus");
+    status(
+        Command::new(PROMTOOL)
+            .args(["check", "rules", "observer.rules.yml"])
+            .current_dir(&dir),
+    )?;
+    status(
+        Command::new(PROMTOOL)
+            .args(["test", "rules", "observer.rules.test.yml"])
+            .current_dir(&dir),
+    )
+}
+
+/// Debian's `prometheus` package (promtool, and the server the fleet integration test runs
+/// privately), installed when missing. The tests never use a system instance, so the package's
+/// service is neither started by the install nor enabled for the next boot.
+fn ensure_prometheus() -> Result<()> {
+    if Path::new(PROMTOOL).exists() && Path::new(PROMETHEUS).exists() {
+        return Ok(());
+    }
+    // invoke-rc.d and deb-systemd-invoke ask policy-rc.d first: 101 = "do not start".
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let ours = is_root() && !policy.exists();
+    if ours {
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# cargo xtask: installing prometheus\nexit 101\n",
+        )
+        .with_context(|| format!("cannot write {}", policy.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let before = prometheus_pids();
+    let installed = apt_install(&["prometheus"]);
+    if ours {
+        let _ = std::fs::remove_file(policy);
+    }
+    installed?;
+    // Installed by us: not started at boot either (update-rc.d disables the systemd unit and
+    // the sysv links alike; best effort).
+    let _ = Command::new("update-rc.d")
+        .args(["prometheus", "disable"])
+        .stdout(std::process::Stdio::null())
+        .status();
+    // Had something started it anyway, it would hold :9090: stop what the install started.
+    for pid in prometheus_pids() {
+        if !before.contains(&pid) {
+            eprintln!("xtask: stopping the prometheus (pid {pid}) that the install started");
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+    if !Path::new(PROMTOOL).exists() {
+        bail!("after apt-get install prometheus, {PROMTOOL} is still missing");
+    }
+    Ok(())
+}
+
+/// Pids of running /usr/bin/prometheus processes.
+fn prometheus_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        (std::fs::read_link(e.path().join("exe")).ok()? == Path::new(PROMETHEUS)).then_some(pid)
+    })
+    .collect()
 }
 
 fn bootstrap() -> Result<Toolchain> {
@@ -402,6 +480,8 @@ fn test(args: Vec<OsString>) -> Result<()> {
         "--package",
         "xtask",
     ]))?;
+    eprintln!("xtask: Prometheus rules (promtool check rules, promtool test rules)");
+    prometheus_rules(&root)?;
     if !is_root() {
         bail!(
             "the integration tests load BPF programs and need root: run `sudo -E cargo xtask test`"

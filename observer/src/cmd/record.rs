@@ -138,7 +138,8 @@ pub(crate) async fn run(args: Overrides) -> Result<()> {
     // Everything record creates (database, lock, JSON lines) is private to its owner.
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0o077) };
-    let db = Writer::open(&settings.db, &filter_json(&settings.filter), now_ms())?;
+    let opened_ms = now_ms();
+    let db = Writer::open(&settings.db, &filter_json(&settings.filter), opened_ms)?;
     let jsonl = Jsonl::open(&settings.jsonl)?;
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     let metrics = match settings.metrics.clone() {
@@ -164,7 +165,8 @@ pub(crate) async fn run(args: Overrides) -> Result<()> {
         last_flush: Instant::now(),
         last_write: Instant::now(),
         last_trim: Instant::now(),
-        last_flush_ms: None,
+        // Opening wrote the session's row: the history reaches to now.
+        last_flush_ms: Some(opened_ms),
         db_size: 0,
         top: Vec::new(),
         last_top: None,
@@ -174,6 +176,8 @@ pub(crate) async fn run(args: Overrides) -> Result<()> {
         settings,
     };
     rec.trim();
+    // Served from the first scrape on (the server runs only once this task awaits).
+    rec.publish();
 
     let mut session = Session::start(&rec.settings.filter, rec.settings.verbose)?;
     let (watching, nothing) = session.watching();
@@ -343,11 +347,13 @@ impl Recorder {
         let n_opened = opened.len();
         if self.pending.is_empty() && opened.is_empty() {
             // Nothing to write; still mark the session alive once a minute, so the history
-            // knows it was recording.
+            // knows it was recording (and /metrics that the recorder still writes).
+            let at = now_ms();
             if self.last_write.elapsed() >= Duration::from_secs(60)
-                && self.db.flush(&self.pending, &[], now_ms()).is_ok()
+                && self.db.flush(&self.pending, &[], at).is_ok()
             {
                 self.last_write = Instant::now();
+                self.last_flush_ms = Some(at);
             }
             return;
         }

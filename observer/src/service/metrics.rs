@@ -39,7 +39,7 @@ pub(crate) const METRICS_DOC: &str = r#"### Fleet export: `--metrics` (`observer
 | `observer_aggregate_overflow_total` | counter | | failures delivered one by one because the kernel aggregate was full (not lost) |
 | `observer_dropped_events_total` | counter | | failures observer dropped: memory full while the database could not be written, or a key whose first record was lost |
 | `observer_db_write_errors_total` | counter | | flushes that failed (disk full, ...); capture goes on in memory |
-| `observer_db_last_flush_timestamp_seconds` | gauge | | Unix time of the last successful flush |
+| `observer_db_last_flush_timestamp_seconds` | gauge | | Unix time of the last successful write to the history: a flush, the once-a-minute mark of a recorder with nothing to write, or the session's start; at most two minutes old while the recorder writes |
 | `observer_db_size_bytes` | gauge | | bytes in use in the history database |
 | `observer_pending_buckets` | gauge | | per-minute counts waiting for the next flush |
 | `observer_tracked_keys` | gauge | | kernel keys observer is counting |
@@ -149,7 +149,7 @@ impl Collector for Snapshot {
             let m = ConstGauge::new(ms as f64 / 1000.0);
             let me = enc.encode_descriptor(
                 "observer_db_last_flush_timestamp_seconds",
-                "Unix time of the last successful flush",
+                "Unix time of the last successful write to the history database",
                 None,
                 m.metric_type(),
             )?;
