@@ -20,6 +20,8 @@ const PAGES: [&str; 4] = [
     "observer-report",
     "observer-timeline",
 ];
+/// What the package and its service make at run time; purge removes them.
+const STATE: [&str; 3] = ["/etc/observer", "/var/lib/observer", "/var/log/observer"];
 const BASH: &str = "/usr/share/bash-completion/completions/observer";
 const ZSH: &str = "/usr/share/zsh/vendor-completions/_observer";
 const FISH: &str = "/usr/share/fish/vendor_completions.d/observer.fish";
@@ -97,7 +99,8 @@ fn field(deb: &Path, name: &str) -> String {
         .to_string()
 }
 
-/// Purges the package and removes the policy-rc.d it installed, even when the test fails.
+/// Purges the package, removes what it made and the policy-rc.d the test installed, even when
+/// the test fails.
 struct Installed {
     policy: Option<PathBuf>,
 }
@@ -110,7 +113,7 @@ impl Installed {
             "observer is already on this machine ({st}); this test installs and purges it, so \
              it will not touch an install of yours: `dpkg --purge observer` first"
         );
-        for d in ["/etc/observer", "/var/lib/observer", "/var/log/observer"] {
+        for d in STATE {
             assert!(
                 !Path::new(d).exists(),
                 "{d} exists; the test's purge would delete it: move it away first"
@@ -138,6 +141,10 @@ impl Drop for Installed {
             if !purged {
                 eprintln!("cleanup: apt-get purge observer failed:\n{out}\n{err}");
             }
+        }
+        // None of them existed before the install (checked there).
+        for d in STATE {
+            let _ = std::fs::remove_dir_all(d);
         }
         if let Some(p) = &self.policy {
             let _ = std::fs::remove_file(p);
@@ -266,9 +273,11 @@ fn installs_documents_itself_and_purges_clean() {
     // The unit: the packaged binary, valid, and enabled as deb-systemd-helper does it.
     let unit = std::fs::read_to_string(UNIT).unwrap();
     assert!(
-        unit.contains("\nExecStart=/usr/bin/observer record\n"),
+        unit.contains("\nExecStart=/usr/bin/observer record\n")
+            && unit.contains("\nDocumentation=man:observer-record(1) man:observer(1)\n"),
         "{unit}"
     );
+    // verify also runs `man` for each Documentation= page: they are installed.
     let (valid, out, err) = run(Command::new("systemd-analyze").args(["verify", UNIT]));
     assert!(valid, "systemd-analyze verify {UNIT}:\n{out}\n{err}");
     assert!(
@@ -315,7 +324,7 @@ fn installs_documents_itself_and_purges_clean() {
     ok(&mut apt(&["purge", "observer"]));
     let st = status();
     assert!(st.is_empty() || st.ends_with("not-installed"), "{st}");
-    for gone in ["/etc/observer", "/var/lib/observer", "/var/log/observer"] {
+    for gone in STATE {
         assert!(!Path::new(gone).exists(), "{gone} is left after purge");
     }
     let links = ok(&mut sh(

@@ -7,7 +7,8 @@
 //!   `observer generate man DIR` (clap_mangen over the same definitions as `--help`);
 //! - `completions/`: bash, zsh and fish, by `observer generate completions DIR` (clap_complete);
 //! - `systemd/observer.service`: dist/observer.service with ExecStart=/usr/bin/observer (the
-//!   by-hand recipe installs into /usr/local/bin, the package into /usr/bin).
+//!   by-hand recipe installs into /usr/local/bin, the package into /usr/bin) and Documentation=
+//!   naming the pages the package installs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +21,7 @@ use crate::{apt_install, cargo, is_root, output, root, status, tools_dir};
 const CARGO_DEB_VERSION: &str = "3.8.0";
 const UNIT_EXEC: &str = "ExecStart=/usr/local/bin/observer ";
 const PACKAGED_EXEC: &str = "ExecStart=/usr/bin/observer ";
+const DOCUMENTATION: &str = "Documentation=man:observer-record(1) man:observer(1)";
 
 /// `cargo xtask deb`: build, package, and check the package with lintian.
 pub(crate) fn run() -> Result<()> {
@@ -80,9 +82,15 @@ pub(crate) fn package(bin: &Path) -> Result<PathBuf> {
     }
     let systemd = assets.join("systemd");
     std::fs::create_dir_all(&systemd)?;
+    // The package installs the pages, so its unit can point at them (systemd-analyze verify
+    // checks that they exist, which a by-hand install without them would fail).
+    let Some((head, rest)) = unit.split_once("\n[Service]\n") else {
+        bail!("dist/observer.service has no [Service] section");
+    };
+    let packaged = format!("{head}\n{DOCUMENTATION}\n\n[Service]\n{rest}");
     std::fs::write(
         systemd.join("observer.service"),
-        unit.replace(UNIT_EXEC, PACKAGED_EXEC),
+        packaged.replace(UNIT_EXEC, PACKAGED_EXEC),
     )?;
 
     let debian = root.join("target/debian");
