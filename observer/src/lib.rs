@@ -58,10 +58,18 @@ use cli::Command;
 /// observer's `main`: parses the command line, sets up logging, runs the command. Errors are one
 /// line on standard error and exit status 1; usage errors exit with 2 (clap).
 pub fn main() -> ExitCode {
-    let cli = cli::parse();
-    let (level, verbose) = cli.logging();
-    logging::init(level, verbose);
-    match try_main(cli) {
+    let r = match cli::parse() {
+        cli::Invocation::Run(cli) => {
+            let (level, verbose) = cli.logging();
+            logging::init(level, verbose);
+            try_main(*cli)
+        }
+        cli::Invocation::Generate(g) => {
+            logging::init(log::LevelFilter::Warn, false);
+            g.run()
+        }
+    };
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             logging::fatal(&e);

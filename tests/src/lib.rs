@@ -528,6 +528,8 @@ pub fn ensure_packages(pkgs: &[&str]) {
     };
     let apt = |args: &[&str]| {
         Command::new("apt-get")
+            // Other sessions on the machine may hold the dpkg lock for a while.
+            .args(["-o", "DPkg::Lock::Timeout=600"])
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .env("TMPDIR", "/var/tmp")

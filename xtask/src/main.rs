@@ -17,6 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod deb;
 mod footprint;
 
 #[derive(Parser)]
@@ -35,13 +36,15 @@ enum Cmd {
     BuildEbpf,
     /// Build target/release/observer (eBPF object embedded).
     Build,
+    /// Build, then target/debian/observer_<version>_<arch>.deb (cargo-deb), checked by lintian.
+    Deb,
     /// Build, then run observer as root with the given arguments.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// fmt, clippy, unit tests, the Prometheus rules (promtool), then the privileged integration
-    /// tests one at a time.
+    /// fmt, clippy, the .deb, unit tests, the Prometheus rules (promtool), then the privileged
+    /// integration tests one at a time.
     Test {
         /// Extra arguments for the integration test binary (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -57,6 +60,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::BuildEbpf => build_ebpf().map(|_| ()),
         Cmd::Build => build().map(|_| ()),
+        Cmd::Deb => deb::run(),
         Cmd::Run { args } => run(args),
         Cmd::Test { args } => test(args),
         Cmd::Bench(a) => build().and_then(|_| bench::run(&a)),
@@ -470,6 +474,8 @@ fn test(args: Vec<OsString>) -> Result<()> {
         "warnings",
     ]))?;
     status(c().args(["build", "--release", "--package", "observer"]))?;
+    // tests/tests/deb.rs installs it (and runs lintian on it).
+    let deb = deb::package(&root.join("target/release/observer"))?;
     eprintln!("xtask: unit tests");
     status(c().args([
         "test",
@@ -501,7 +507,8 @@ fn test(args: Vec<OsString>) -> Result<()> {
             "--test-threads=1",
         ])
         .args(&args)
-        .env("OBSERVER_BIN", root.join("target/release/observer")),
+        .env("OBSERVER_BIN", root.join("target/release/observer"))
+        .env("OBSERVER_DEB", &deb),
     )?;
     // Nothing after cargo's test summary: it is the run's last word.
     Ok(())

@@ -3,6 +3,7 @@
 //! syntax itself (durations, sizes, times, errnos, syscalls) is [`crate::values`]', shared with
 //! the configuration file.
 
+mod generate;
 mod help;
 
 use std::ffi::OsString;
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use observer_common::Syscall;
 
 use crate::capture::Filter;
@@ -31,9 +32,25 @@ pub(crate) enum Command {
     Timeline(timeline::Settings),
 }
 
+/// What the command line asks for: a command, or (hidden) the man pages or completions.
+pub(crate) enum Invocation {
+    Run(Box<Cli>),
+    Generate(generate::Request),
+}
+
 /// Parses the command line; on a usage error clap prints it and exits with status 2.
-pub(crate) fn parse() -> Cli {
-    Cli::parse()
+///
+/// The hidden `generate` command is added here, to the parser only: the man pages and
+/// completions it writes are made from [`Cli`] as users see it.
+pub(crate) fn parse() -> Invocation {
+    let mut m = Cli::command().subcommand(generate::command()).get_matches();
+    if let Some(r) = generate::request(&m) {
+        return Invocation::Generate(r);
+    }
+    match Cli::from_arg_matches_mut(&mut m) {
+        Ok(cli) => Invocation::Run(Box::new(cli)),
+        Err(e) => e.format(&mut Cli::command()).exit(),
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -389,7 +406,6 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn command(args: &[&str]) -> Command {
         Cli::try_parse_from(args).unwrap().into_command().unwrap()
