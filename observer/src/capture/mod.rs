@@ -180,8 +180,8 @@ impl Capture {
             cap.attach_one("observer_exit", "sched", "sched_process_exit")
                 .context("attaching sched/sched_process_exit")?;
             // Follow forks first, then seed: a fork between the two is then not missed.
-            cap.attach_one("observer_fork", "sched", "sched_process_fork")
-                .context("attaching sched/sched_process_fork to follow --pid descendants")?;
+            cap.attach_one("observer_fork", "task", "task_newtask")
+                .context("attaching task/task_newtask to follow --pid descendants")?;
             cap.seed_pids(&filter.pids)?;
         }
         if filter.by_cgroup() {
