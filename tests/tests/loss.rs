@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use observer_tests::{Observer, failer, failer_bin, path_of, unique_comm};
 use serde_json::Value;
@@ -120,79 +120,89 @@ fn failures_past_a_full_aggregate_arrive_one_by_one_as_overflow() {
     eprintln!("overflow: {overflow} one by one, {lost} lost, of {n}");
 }
 
-#[test]
-fn pid_descendants_past_a_full_pid_map_are_counted_as_unfollowed() {
-    let comm = unique_comm("obs-pidfull");
-    // The --pid target forks two children (followed: the map has room), then holds enough
-    // threads to fill the 16,384-entry pid map (every thread the target starts takes an
-    // entry), forks five children that cannot be followed, lets the threads go, and once they
-    // are gone forks two more, which are followed again.
-    let threads = PIDS_ENTRIES + 16;
-    let unfollowed_children = 5u64;
-    let path = |s: &str| format!("/nonexistent-observer-loss/pidfull-{s}");
-    let mut actions = vec![
-        format!("forked:{}", path("before-0")),
-        format!("forked:{}", path("before-1")),
-        format!("hold-threads:{threads}"),
-    ];
-    for i in 0..unfollowed_children {
-        actions.push(format!("forked:{}", path(&format!("full-{i}"))));
-    }
-    actions.push("release-threads".into());
-    actions.push("wait-line".into());
-    actions.push(format!("forked:{}", path("after-0")));
-    actions.push(format!("forked:{}", path("after-1")));
-    let argv: Vec<&str> = actions.iter().map(String::as_str).collect();
+/// Runs `failer --comm COMM --wait ACTIONS` under `observer --pid` (the failer's pid); returns
+/// the report and the failing paths it shows, sorted.
+fn under_pid(comm: &str, actions: &[String]) -> (Value, Vec<String>) {
     let mut target = Command::new(failer_bin())
-        .args(["--comm", &comm, "--wait"])
-        .args(&argv)
+        .args(["--comm", comm, "--wait"])
+        .args(actions)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn failer");
-    let pid = target.id();
-    let obs = Observer::start(&["--pid", &pid.to_string()]);
+    let obs = Observer::start(&["--pid", &target.id().to_string()]);
     let mut stdin = target.stdin.take().expect("stdin");
-    stdin.write_all(b"go\n").expect("go");
-    // Wait until the threads have come and gone (a thread leaves /proc/PID/task after the
-    // kernel's exit hook for it ran, which forgets it in the map).
-    let tasks = || {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|d| d.count() as u64)
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while tasks() < threads {
-        assert!(Instant::now() < deadline, "the threads did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    while tasks() > 1 {
-        assert!(Instant::now() < deadline, "the threads did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     stdin.write_all(b"go\n").expect("go");
     drop(stdin);
     assert!(target.wait().expect("wait").success());
     let report = obs.stop();
-    let mut got: Vec<String> = report["paths"]
+    let mut paths: Vec<String> = report["paths"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| String::from_utf8_lossy(&path_of(r)).into_owned())
         .collect();
-    got.sort();
+    paths.sort();
+    (report, paths)
+}
+
+#[test]
+fn pid_descendants_past_a_full_pid_map_are_counted_as_unfollowed() {
+    let comm = unique_comm("obs-pidfull");
+    // The --pid target forks two children (followed: the map has room), then holds enough
+    // child processes to fill the 16,384-entry pid map, forks five children that cannot be
+    // followed, lets the held ones end, and forks two more, which are followed again.
+    let held = PIDS_ENTRIES + 16;
+    let unfollowed_children = 5u64;
+    let path = |s: &str| format!("/nonexistent-observer-loss/pidfull-{s}");
+    let mut actions = vec![
+        format!("forked:{}", path("before-0")),
+        format!("forked:{}", path("before-1")),
+        format!("hold-processes:{held}"),
+    ];
+    for i in 0..unfollowed_children {
+        actions.push(format!("forked:{}", path(&format!("full-{i}"))));
+    }
+    // Reaped, so the kernel's exit hook has forgotten them.
+    actions.push("release-processes".into());
+    actions.push(format!("forked:{}", path("after-0")));
+    actions.push(format!("forked:{}", path("after-1")));
+    let (report, paths) = under_pid(&comm, &actions);
     let mut want: Vec<String> = ["after-0", "after-1", "before-0", "before-1"]
         .iter()
         .map(|s| path(s))
         .collect();
     want.sort();
-    assert_eq!(got, want, "followed children reported, unfollowed ones not");
-    // The target's own entry and 16,383 threads fill the map: the 17 threads past it and the
-    // five children forked while it was full were not followed.
-    let unfollowed = totals(&report, "unfollowed_processes");
     assert_eq!(
-        unfollowed,
-        threads + 1 - PIDS_ENTRIES + unfollowed_children,
+        paths, want,
+        "followed children reported, unfollowed ones not"
+    );
+    // The target's own entry and 16,383 held children fill the map: the 17 held ones past it
+    // and the five children forked while it was full were not followed.
+    assert_eq!(
+        totals(&report, "unfollowed_processes"),
+        held + 1 - PIDS_ENTRIES + unfollowed_children,
+        "{}",
+        report["totals"]
+    );
+}
+
+/// Threads are not descendants to follow: the filter finds a thread by its process. A target
+/// with more threads than the pid map holds still has its children followed.
+#[test]
+fn threads_take_no_room_in_the_pid_map() {
+    let comm = unique_comm("obs-pidthr");
+    let path = "/nonexistent-observer-loss/pidthreads-child";
+    let actions = [
+        format!("hold-threads:{}", PIDS_ENTRIES + 16),
+        format!("forked:{path}"),
+        "release-threads".to_string(),
+    ];
+    let (report, paths) = under_pid(&comm, &actions);
+    assert_eq!(paths, [path], "{}", report["totals"]);
+    assert_eq!(
+        totals(&report, "unfollowed_processes"),
+        0,
         "{}",
         report["totals"]
     );

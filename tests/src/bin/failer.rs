@@ -19,6 +19,10 @@
 //!          | forked:PATH            fork a child that fails openat(PATH) and exits; wait for it
 //!          | hold-threads:N         start N threads that wait, alive, until release-threads
 //!          | release-threads        let the held threads end, and join them
+//!          | hold-processes:N       start N child processes that wait, alive, until
+//!                                   release-processes (clone sharing our memory and files:
+//!                                   processes to the kernel, at a thread's cost)
+//!          | release-processes      let the held processes end, and reap them
 //!   PATH may be `hex:<hex bytes>` for names that do not survive a command line.
 //!   --wait: read one line from stdin before acting (lets a test move us into a cgroup first).
 //!   --close-dirfds: close each SYSCALL@DIR action's directory fd after it, so the next one
@@ -60,7 +64,12 @@ struct Action {
 fn parse_action(a: &str) -> Action {
     if matches!(
         a,
-        "empty-fstat" | "bad-pointer" | "wait-line" | "ready" | "release-threads"
+        "empty-fstat"
+            | "bad-pointer"
+            | "wait-line"
+            | "ready"
+            | "release-threads"
+            | "release-processes"
     ) {
         return Action {
             syscall: a.into(),
@@ -310,6 +319,67 @@ fn hold_threads(n: &[u8]) -> Held {
     }
 }
 
+extern "C" fn held_process(fd: *mut libc::c_void) -> libc::c_int {
+    let mut b = 0u8;
+    // SAFETY: a raw read of one byte into this child's own stack; it returns when the pipe's
+    // write end closes. Nothing else runs here: the child shares our memory.
+    unsafe { libc::syscall(libc::SYS_read, fd as usize as libc::c_long, &raw mut b, 1) };
+    0
+}
+
+/// N child processes that block until `release-processes`: clone(2) without CLONE_THREAD, so
+/// each is a process of its own (its own pid and tgid) to the kernel, but sharing our memory,
+/// files and handlers, so that 16,000 of them cost what as many threads do.
+fn hold_processes(n: &[u8]) -> Held {
+    const STACK: usize = 16 * 1024;
+    let n: usize = String::from_utf8_lossy(n)
+        .parse()
+        .unwrap_or_else(|_| die("hold-processes:N"));
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe fills two fds; mmap gives fresh stacks no one else uses; each child runs
+    // held_process alone on its own stack.
+    unsafe {
+        if libc::pipe(fds.as_mut_ptr()) != 0 {
+            die("pipe");
+        }
+        let stacks = libc::mmap(
+            std::ptr::null_mut(),
+            n * STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        );
+        if stacks == libc::MAP_FAILED {
+            die("mmap of the stacks");
+        }
+        let flags = libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::SIGCHLD;
+        let mut pids = Vec::with_capacity(n);
+        for i in 0..n {
+            let top = stacks.cast::<u8>().add((i + 1) * STACK).cast();
+            let pid = libc::clone(
+                held_process,
+                top,
+                flags,
+                fds[0] as usize as *mut libc::c_void,
+            );
+            if pid < 0 {
+                die(&format!(
+                    "cannot start process {} of {n}: {}",
+                    i + 1,
+                    std::io::Error::last_os_error()
+                ));
+            }
+            pids.push(pid as libc::pthread_t);
+        }
+        (pids, fds[1])
+    }
+}
+
 /// fork(); the child fails openat(PATH) and leaves; the parent waits for it.
 fn forked(path: &[u8]) {
     let c = CString::new(path.to_vec()).unwrap_or_else(|_| die("NUL in path"));
@@ -331,6 +401,7 @@ fn forked(path: &[u8]) {
 fn perform(actions: &[Action], repeat: u64, close_dirfds: bool) {
     let mut kept_dirfd = None;
     let mut held: Option<Held> = None;
+    let mut held_procs: Option<Held> = None;
     for a in actions {
         if a.syscall == "ready" {
             use std::io::Write;
@@ -363,6 +434,22 @@ fn perform(actions: &[Action], repeat: u64, close_dirfds: bool) {
                     libc::close(release);
                     for t in ids {
                         libc::pthread_join(t, std::ptr::null_mut());
+                    }
+                }
+            }
+            continue;
+        }
+        if a.syscall == "hold-processes" {
+            held_procs = Some(hold_processes(&a.path));
+            continue;
+        }
+        if a.syscall == "release-processes" {
+            if let Some((pids, release)) = held_procs.take() {
+                // SAFETY: closing our pipe's write end; reaping children we started.
+                unsafe {
+                    libc::close(release);
+                    for p in pids {
+                        libc::waitpid(p as libc::pid_t, std::ptr::null_mut(), 0);
                     }
                 }
             }
