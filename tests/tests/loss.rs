@@ -187,6 +187,41 @@ fn pid_descendants_past_a_full_pid_map_are_counted_as_unfollowed() {
     );
 }
 
+/// Descendants that were there before observer started are put in the pid map at start: those
+/// it has no room for are not followed, and are counted as such.
+#[test]
+fn descendants_found_at_start_past_a_full_pid_map_are_counted_as_unfollowed() {
+    use std::io::{BufRead, BufReader};
+    let comm = unique_comm("obs-pidseed");
+    let held = PIDS_ENTRIES + 16;
+    let mut target = Command::new(failer_bin())
+        .args(["--comm", &comm])
+        .arg(format!("hold-processes:{held}"))
+        .args(["ready", "wait-line", "release-processes"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn failer");
+    let mut line = String::new();
+    BufReader::new(target.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n", "the children exist");
+    let obs = Observer::start(&["--pid", &target.id().to_string()]);
+    let mut stdin = target.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("go");
+    drop(stdin);
+    assert!(target.wait().expect("wait").success());
+    let report = obs.stop();
+    // The target and 16,383 of its children fill the map; 17 children are left out.
+    assert_eq!(
+        totals(&report, "unfollowed_processes"),
+        held + 1 - PIDS_ENTRIES,
+        "{}",
+        report["totals"]
+    );
+}
+
 /// Threads are not descendants to follow: the filter finds a thread by its process. A target
 /// with more threads than the pid map holds still has its children followed.
 #[test]

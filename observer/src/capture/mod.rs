@@ -66,6 +66,9 @@ pub struct Capture {
     containers: Vec<String>,
     /// The path hash's secret key in this load.
     hash_key: [u64; 2],
+    /// `--pid` descendants found at start that the pid map had no room for (counted with the
+    /// kernel's unfollowed forks).
+    unseeded: u64,
 }
 
 /// Where the BTF-typed hook finds what it loads straight from the current task, in the running
@@ -173,6 +176,7 @@ impl Capture {
             cgroup_paths: filter.cgroups.clone(),
             containers: filter.containers.clone(),
             hash_key: config.hash_key,
+            unseeded: 0,
         };
 
         if !filter.pids.is_empty() {
@@ -327,11 +331,14 @@ impl Capture {
             map.insert(p, PID_EXPLICIT, 0)
                 .context("filling the pid map")?;
         }
+        let mut unseeded = 0;
         for p in descendants {
-            if !pids.contains(&p) {
-                let _ = map.insert(p, PID_INHERITED, 0);
+            if !pids.contains(&p) && map.insert(p, PID_INHERITED, 0).is_err() {
+                // The map is full: this process is not followed, and says so in the counts.
+                unseeded += 1;
             }
         }
+        self.unseeded = unseeded;
         Ok(())
     }
 
@@ -533,7 +540,7 @@ impl Capture {
             lost: sums[Stat::Lost as usize],
             overflow: sums[Stat::AggOverflow as usize],
             path_faults: sums[Stat::PathFault as usize],
-            pids_full: sums[Stat::PidsFull as usize],
+            pids_full: sums[Stat::PidsFull as usize] + self.unseeded,
             dirfd_lost: sums[Stat::DirfdLost as usize],
         })
     }
