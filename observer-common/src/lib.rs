@@ -144,8 +144,12 @@ pub struct ArgLayout {
 
 /// `ret` of every `sys_exit_*` tracepoint.
 pub const SYS_EXIT_RET_OFFSET: usize = 16;
-/// `sched_process_fork`: `child_pid` (pid_t).
-pub const FORK_CHILD_PID_OFFSET: usize = 20;
+/// `task_newtask` (a task made by fork, clone or pthread_create): the new task's `pid` (pid_t)
+/// and its `clone_flags` (u64).
+pub const NEWTASK_PID_OFFSET: usize = 8;
+pub const NEWTASK_CLONE_FLAGS_OFFSET: usize = 32;
+/// `CLONE_THREAD`: the new task is a thread of its creator's process, not a process.
+pub const CLONE_THREAD: u64 = 0x0001_0000;
 /// `sched_process_exit`: `pid` (pid_t) and `group_dead` (bool).
 pub const EXIT_PID_OFFSET: usize = 24;
 pub const EXIT_GROUP_DEAD_OFFSET: usize = 32;

@@ -34,9 +34,10 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use observer_common::{
-    AGG_ENTRIES, AggKey, AggVal, CGROUPS_ENTRIES, CWDGEN_ENTRIES, Config, DIRGEN_ENTRIES, DirKey,
-    EVENTS_BYTES, EXIT_GROUP_DEAD_OFFSET, EXIT_PID_OFFSET, EventBuf, FILTER_PID,
-    FORK_CHILD_PID_OFFSET, OPENED_ENTRIES, PID_INHERITED, PIDS_ENTRIES, STAT_COUNT, Stat,
+    AGG_ENTRIES, AggKey, AggVal, CGROUPS_ENTRIES, CLONE_THREAD, CWDGEN_ENTRIES, Config,
+    DIRGEN_ENTRIES, DirKey, EVENTS_BYTES, EXIT_GROUP_DEAD_OFFSET, EXIT_PID_OFFSET, EventBuf,
+    FILTER_PID, NEWTASK_CLONE_FLAGS_OFFSET, NEWTASK_PID_OFFSET, OPENED_ENTRIES, PID_INHERITED,
+    PIDS_ENTRIES, STAT_COUNT, Stat,
 };
 
 use call::{PtRegs, USER_CS, call_of_kind};
@@ -173,9 +174,15 @@ pub(crate) fn observer_sys_exit_raw(ctx: RawTracePointContext) -> i32 {
 }
 
 /// `--pid` follows descendants: a child of a watched process is watched from its first call.
+/// `task/task_newtask` runs in the creator, before the new task can run. A new thread takes no
+/// entry: the filter looks its process (tgid) up, so a process with thousands of threads does
+/// not fill the map, and cannot make its children go unfollowed.
 #[tracepoint]
 pub(crate) fn observer_fork(ctx: TracePointContext) -> u32 {
     if cfg_flags() & FILTER_PID == 0 {
+        return 0;
+    }
+    if ctx_read::<u64>(&ctx, NEWTASK_CLONE_FLAGS_OFFSET) & CLONE_THREAD != 0 {
         return 0;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
@@ -183,8 +190,7 @@ pub(crate) fn observer_fork(ctx: TracePointContext) -> u32 {
     if unsafe { PIDS.get(tgid) }.is_none() {
         return 0;
     }
-    // SAFETY: offset from sched_process_fork's format.
-    let child = ctx_read::<i32>(&ctx, FORK_CHILD_PID_OFFSET);
+    let child = ctx_read::<i32>(&ctx, NEWTASK_PID_OFFSET);
     if let Err(e) = PIDS.insert(child as u32, PID_INHERITED, BPF_NOEXIST as u64)
         && e != -EEXIST
     {

@@ -802,3 +802,41 @@ fn ring_buffer_records_do_not_wake_observer_one_by_one() {
         2 * N
     );
 }
+
+/// A directory fd opened before observer started: no record of its open ever crossed the ring
+/// buffer, so a failure relative to it resolves from `/proc/<pid>/fd/<dirfd>` (README, "Kernel
+/// maps": "from /proc for fds opened before observer started").
+#[test]
+fn a_dirfd_opened_before_observer_started_resolves_from_proc() {
+    use std::io::BufRead;
+    let comm = unique_comm("obs-early");
+    let tmp = TempDir::new("early-dirfd");
+    let dir = tmp.join("conf.d");
+    std::fs::create_dir(&dir).unwrap();
+    let mut c = Command::new(failer_bin())
+        .args(["--comm", &comm, "--linger", "1000"])
+        .arg(format!("opendir:{dir}"))
+        .args(["ready", "wait-line"])
+        .args([
+            "openat@fd:missing-early.conf",
+            "newfstatat@fd:sub/missing-early",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn failer");
+    let mut line = String::new();
+    std::io::BufReader::new(c.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n", "the directory is open");
+    let obs = Observer::start(&["--comm", &comm]);
+    go(&mut c);
+    let report = obs.stop();
+    for p in ["missing-early.conf", "sub/missing-early"] {
+        let r = row(&report, format!("{dir}/{p}").as_bytes(), "ENOENT");
+        assert_eq!(r["resolved"], true, "{r:#}");
+        assert_eq!(r["count"], 1, "{r:#}");
+    }
+    assert_eq!(report["paths"].as_array().unwrap().len(), 2, "{report:#}");
+}

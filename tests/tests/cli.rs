@@ -3,7 +3,8 @@
 use std::process::Command;
 
 use observer_common::{
-    EXIT_GROUP_DEAD_OFFSET, EXIT_PID_OFFSET, FORK_CHILD_PID_OFFSET, SYS_EXIT_RET_OFFSET, Syscall,
+    EXIT_GROUP_DEAD_OFFSET, EXIT_PID_OFFSET, NEWTASK_CLONE_FLAGS_OFFSET, NEWTASK_PID_OFFSET,
+    SYS_EXIT_RET_OFFSET, Syscall,
 };
 use observer_tests::observer_bin;
 
@@ -154,9 +155,10 @@ fn tracepoint_offsets_match_the_kernels_format_files() {
             SYS_EXIT_RET_OFFSET
         );
     }
+    assert_eq!(field("task/task_newtask", "pid"), NEWTASK_PID_OFFSET);
     assert_eq!(
-        field("sched/sched_process_fork", "child_pid"),
-        FORK_CHILD_PID_OFFSET
+        field("task/task_newtask", "clone_flags"),
+        NEWTASK_CLONE_FLAGS_OFFSET
     );
     assert_eq!(field("sched/sched_process_exit", "pid"), EXIT_PID_OFFSET);
     assert_eq!(

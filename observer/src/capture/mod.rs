@@ -66,6 +66,9 @@ pub struct Capture {
     containers: Vec<String>,
     /// The path hash's secret key in this load.
     hash_key: [u64; 2],
+    /// `--pid` descendants found at start that the pid map had no room for (counted with the
+    /// kernel's unfollowed forks).
+    unseeded: u64,
 }
 
 /// Where the BTF-typed hook finds what it loads straight from the current task, in the running
@@ -176,6 +179,7 @@ impl Capture {
             cgroup_paths: filter.cgroups.clone(),
             containers: filter.containers.clone(),
             hash_key: config.hash_key,
+            unseeded: 0,
         };
 
         if !filter.pids.is_empty() {
@@ -183,8 +187,8 @@ impl Capture {
             cap.attach_one("observer_exit", "sched", "sched_process_exit")
                 .context("attaching sched/sched_process_exit")?;
             // Follow forks first, then seed: a fork between the two is then not missed.
-            cap.attach_one("observer_fork", "sched", "sched_process_fork")
-                .context("attaching sched/sched_process_fork to follow --pid descendants")?;
+            cap.attach_one("observer_fork", "task", "task_newtask")
+                .context("attaching task/task_newtask to follow --pid descendants")?;
             cap.seed_pids(&filter.pids)?;
         }
         if filter.by_cgroup() {
@@ -329,11 +333,14 @@ impl Capture {
             map.insert(p, PID_EXPLICIT, 0)
                 .context("filling the pid map")?;
         }
+        let mut unseeded = 0;
         for p in descendants {
-            if !pids.contains(&p) {
-                let _ = map.insert(p, PID_INHERITED, 0);
+            if !pids.contains(&p) && map.insert(p, PID_INHERITED, 0).is_err() {
+                // The map is full: this process is not followed, and says so in the counts.
+                unseeded += 1;
             }
         }
+        self.unseeded = unseeded;
         Ok(())
     }
 
@@ -535,7 +542,7 @@ impl Capture {
             lost: sums[Stat::Lost as usize],
             overflow: sums[Stat::AggOverflow as usize],
             path_faults: sums[Stat::PathFault as usize],
-            pids_full: sums[Stat::PidsFull as usize],
+            pids_full: sums[Stat::PidsFull as usize] + self.unseeded,
             dirfd_lost: sums[Stat::DirfdLost as usize],
         })
     }

@@ -15,6 +15,15 @@
 //!          | pause:MS               sleep MS milliseconds (spaces the calls out)
 //!          | spray:N:PREFIX         openat PREFIX0 .. PREFIX(N-1), once each (distinct paths),
 //!                                   resting 1 ms after every 1,000 calls
+//!          | opendir:DIR            open DIR and keep its fd: `SYSCALL@fd:PATH` is relative to it
+//!          | ready                  print `ready` on stdout (a test waits for it, then acts)
+//!          | forked:PATH            fork a child that fails openat(PATH) and exits; wait for it
+//!          | hold-threads:N         start N threads that wait, alive, until release-threads
+//!          | release-threads        let the held threads end, and join them
+//!          | hold-processes:N       start N child processes that wait, alive, until
+//!                                   release-processes (clone sharing our memory and files:
+//!                                   processes to the kernel, at a thread's cost)
+//!          | release-processes      let the held processes end, and reap them
 //!   PATH may be `hex:<hex bytes>` for names that do not survive a command line.
 //!   --wait: read one line from stdin before acting (lets a test move us into a cgroup first).
 //!   --close-dirfds: close each SYSCALL@DIR action's directory fd after it, so the next one
@@ -54,7 +63,15 @@ struct Action {
 }
 
 fn parse_action(a: &str) -> Action {
-    if a == "empty-fstat" || a == "bad-pointer" || a == "wait-line" {
+    if matches!(
+        a,
+        "empty-fstat"
+            | "bad-pointer"
+            | "wait-line"
+            | "ready"
+            | "release-threads"
+            | "release-processes"
+    ) {
         return Action {
             syscall: a.into(),
             dir: None,
@@ -251,8 +268,194 @@ fn interrupted_open(fifo: &[u8]) {
     }
 }
 
+/// Threads held alive by `hold-threads`: their ids, and the write end of the pipe they block
+/// reading (closing it lets them end).
+type Held = (Vec<libc::pthread_t>, i32);
+
+extern "C" fn held_thread(fd: *mut libc::c_void) -> *mut libc::c_void {
+    let mut b = 0u8;
+    // SAFETY: a read of one byte into our own buffer; it returns when the pipe's write end closes.
+    unsafe { libc::read(fd as usize as i32, (&raw mut b).cast(), 1) };
+    std::ptr::null_mut()
+}
+
+/// N threads that block until `release-threads`. Plain pthreads with the smallest stack and no
+/// guard page: Rust's threads map a signal stack and two guards each, and N of them would pass
+/// the kernel's limit on mappings (vm.max_map_count) before the pid map fills.
+fn hold_threads(n: &[u8]) -> Held {
+    let n: usize = String::from_utf8_lossy(n)
+        .parse()
+        .unwrap_or_else(|_| die("hold-threads:N"));
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe fills two fds; the attribute calls act on our own attr; pthread_create gets
+    // a thread function that only reads the pipe.
+    unsafe {
+        if libc::pipe(fds.as_mut_ptr()) != 0 {
+            die("pipe");
+        }
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        libc::pthread_attr_init(attr.as_mut_ptr());
+        libc::pthread_attr_setstacksize(attr.as_mut_ptr(), libc::PTHREAD_STACK_MIN);
+        libc::pthread_attr_setguardsize(attr.as_mut_ptr(), 0);
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut t: libc::pthread_t = 0;
+            let r = libc::pthread_create(
+                &mut t,
+                attr.as_ptr(),
+                held_thread,
+                fds[0] as usize as *mut libc::c_void,
+            );
+            if r != 0 {
+                die(&format!(
+                    "cannot start thread {} of {n}: {}",
+                    ids.len() + 1,
+                    std::io::Error::from_raw_os_error(r)
+                ));
+            }
+            ids.push(t);
+        }
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        (ids, fds[1])
+    }
+}
+
+extern "C" fn held_process(fd: *mut libc::c_void) -> libc::c_int {
+    let mut b = 0u8;
+    // SAFETY: a raw read of one byte into this child's own stack; it returns when the pipe's
+    // write end closes. Nothing else runs here: the child shares our memory.
+    unsafe { libc::syscall(libc::SYS_read, fd as usize as libc::c_long, &raw mut b, 1) };
+    0
+}
+
+/// N child processes that block until `release-processes`: clone(2) without CLONE_THREAD, so
+/// each is a process of its own (its own pid and tgid) to the kernel, but sharing our memory,
+/// files and handlers, so that 16,000 of them cost what as many threads do.
+fn hold_processes(n: &[u8]) -> Held {
+    const STACK: usize = 16 * 1024;
+    let n: usize = String::from_utf8_lossy(n)
+        .parse()
+        .unwrap_or_else(|_| die("hold-processes:N"));
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe fills two fds; mmap gives fresh stacks no one else uses; each child runs
+    // held_process alone on its own stack.
+    unsafe {
+        if libc::pipe(fds.as_mut_ptr()) != 0 {
+            die("pipe");
+        }
+        let stacks = libc::mmap(
+            std::ptr::null_mut(),
+            n * STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        );
+        if stacks == libc::MAP_FAILED {
+            die("mmap of the stacks");
+        }
+        let flags = libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::SIGCHLD;
+        let mut pids = Vec::with_capacity(n);
+        for i in 0..n {
+            let top = stacks.cast::<u8>().add((i + 1) * STACK).cast();
+            let pid = libc::clone(
+                held_process,
+                top,
+                flags,
+                fds[0] as usize as *mut libc::c_void,
+            );
+            if pid < 0 {
+                die(&format!(
+                    "cannot start process {} of {n}: {}",
+                    i + 1,
+                    std::io::Error::last_os_error()
+                ));
+            }
+            pids.push(pid as libc::pthread_t);
+        }
+        (pids, fds[1])
+    }
+}
+
+/// fork(); the child fails openat(PATH) and leaves; the parent waits for it.
+fn forked(path: &[u8]) {
+    let c = CString::new(path.to_vec()).unwrap_or_else(|_| die("NUL in path"));
+    // SAFETY: the child only makes raw syscalls and _exits; the parent waits for it.
+    unsafe {
+        let pid = libc::fork();
+        if pid < 0 {
+            die("fork failed");
+        }
+        if pid == 0 {
+            libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c.as_ptr(), libc::O_RDONLY);
+            libc::_exit(0);
+        }
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+    }
+}
+
 fn perform(actions: &[Action], repeat: u64, close_dirfds: bool) {
+    let mut kept_dirfd = None;
+    let mut held: Option<Held> = None;
+    let mut held_procs: Option<Held> = None;
     for a in actions {
+        if a.syscall == "ready" {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "ready").and_then(|()| out.flush());
+            continue;
+        }
+        if a.syscall == "opendir" {
+            let c = CString::new(a.path.clone()).unwrap_or_else(|_| die("dir with NUL"));
+            // SAFETY: a valid C string.
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+            if fd < 0 {
+                die("cannot open the opendir directory");
+            }
+            kept_dirfd = Some(fd);
+            continue;
+        }
+        if a.syscall == "forked" {
+            forked(&a.path);
+            continue;
+        }
+        if a.syscall == "hold-threads" {
+            held = Some(hold_threads(&a.path));
+            continue;
+        }
+        if a.syscall == "release-threads" {
+            if let Some((ids, release)) = held.take() {
+                // SAFETY: closing our pipe's write end; joining threads we started.
+                unsafe {
+                    libc::close(release);
+                    for t in ids {
+                        libc::pthread_join(t, std::ptr::null_mut());
+                    }
+                }
+            }
+            continue;
+        }
+        if a.syscall == "hold-processes" {
+            held_procs = Some(hold_processes(&a.path));
+            continue;
+        }
+        if a.syscall == "release-processes" {
+            if let Some((pids, release)) = held_procs.take() {
+                // SAFETY: closing our pipe's write end; reaping children we started.
+                unsafe {
+                    libc::close(release);
+                    for p in pids {
+                        libc::waitpid(p as libc::pid_t, std::ptr::null_mut(), 0);
+                    }
+                }
+            }
+            continue;
+        }
         if a.syscall == "wait-line" {
             let mut line = String::new();
             let _ = std::io::stdin().lock().read_line(&mut line);
@@ -288,6 +491,7 @@ fn perform(actions: &[Action], repeat: u64, close_dirfds: bool) {
             continue;
         }
         let dirfd = match &a.dir {
+            Some(d) if d == b"fd" => kept_dirfd.unwrap_or_else(|| die("@fd before opendir")),
             Some(d) => {
                 let c = CString::new(d.clone()).unwrap_or_else(|_| die("dir with NUL"));
                 // SAFETY: valid C string.
@@ -308,7 +512,7 @@ fn perform(actions: &[Action], repeat: u64, close_dirfds: bool) {
         }
         // The dirfd stays open until exit, so observer can read where it points; or it closes,
         // so that the next action's dirfd reuses the number.
-        if close_dirfds && dirfd >= 0 {
+        if close_dirfds && dirfd >= 0 && a.dir.as_deref() != Some(b"fd") {
             // SAFETY: our fd.
             unsafe { libc::close(dirfd) };
         }
