@@ -287,6 +287,8 @@ impl Handler for Recorder {
     fn on_reload(&mut self, session: &mut Session) -> Result<Option<Duration>> {
         sd_notify("RELOADING=1");
         let r = self.reload(session)?;
+        // The endpoint (maybe a new one) shows the reload at once: restarts, a trimmed size.
+        self.publish();
         sd_notify("READY=1");
         Ok(r)
     }
