@@ -249,20 +249,25 @@ fn systemd_hears_ready_reloading_stopping_and_why_a_start_failed() {
         ),
         (vec!["--comm", comm.as_str(), "--db", &db], None),
     ] {
-        let out = std::process::Command::new(observer_tests::observer_bin())
+        let child = std::process::Command::new(observer_tests::observer_bin())
             .args(["record", "--config", "/dev/null"])
             .args(&args)
             .env("NOTIFY_SOCKET", &n.path)
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("run observer");
+        let failed = child.id();
+        let out = child.wait_with_output().expect("wait observer");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} must fail: {err}");
         let line = err.trim();
         assert_eq!(line.lines().count(), 1, "{err}");
         let reason = line.strip_prefix("observer: ").expect("observer: ...");
-        let (m, _) = n
+        let (m, from) = n
             .recv(Duration::from_secs(2))
             .unwrap_or_else(|| panic!("{args:?}: nothing on NOTIFY_SOCKET ({err})"));
+        assert_eq!(from, failed, "sent by the failing process itself");
         let want = match errno {
             Some(e) => format!("STATUS=failed: {reason}\nERRNO={e}"),
             None => format!("STATUS=failed: {reason}"),
