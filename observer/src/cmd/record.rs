@@ -21,7 +21,7 @@ use crate::render::json;
 use crate::resolve::Resolver;
 use crate::service::config::{self, JsonlTarget, Overrides, Settings};
 use crate::service::metrics::{self, Snapshot};
-use crate::service::notify::sd_notify;
+use crate::service::notify::{sd_notify, sd_notify_failure};
 use crate::time::ms_of;
 
 /// At most this many (key, minute) buckets wait in memory for the database.
@@ -125,8 +125,17 @@ struct Recorder {
     pids_gone: bool,
 }
 
-/// Runs `observer record` until SIGTERM/SIGINT.
+/// Runs `observer record` until SIGTERM/SIGINT. Under systemd, a failure's reason goes to the
+/// service manager too (`systemctl status` shows it).
 pub(crate) async fn run(args: Overrides) -> Result<()> {
+    let r = record(args).await;
+    if let Err(e) = &r {
+        sd_notify_failure(e);
+    }
+    r
+}
+
+async fn record(args: Overrides) -> Result<()> {
     let settings = config::load(&args)?;
     if settings.verbose {
         log::set_max_level(log::LevelFilter::Debug);
@@ -282,6 +291,8 @@ impl Handler for Recorder {
     fn on_reload(&mut self, session: &mut Session) -> Result<Option<Duration>> {
         sd_notify("RELOADING=1");
         let r = self.reload(session)?;
+        // The endpoint (maybe a new one) shows the reload at once: restarts, a trimmed size.
+        self.publish();
         sd_notify("READY=1");
         Ok(r)
     }

@@ -121,7 +121,7 @@ plain sum, and every term that applies is shown to the operator as a short reaso
 |------|-------|--------------|
 | intent | exec {exec}; open of a library (`*.so`, `*.so.*`) {lib}; other open {open} (a row with an open *and* stats on the same path, like PHP's `require` of a missing file, counts as an open); an open that reads nothing, of a directory (`O_DIRECTORY`: `opendir`) or a path (`O_PATH`), {stat} like a stat; stat {stat}; access {access} | `failed exec`, `library load`, `failed open (read)`, `directory probe`, `O_PATH lookup`, `stat probe`, `access probe` |
 | errno | EACCES, EPERM, ELOOP, EMFILE, ENFILE {e_denied}; ENAMETOOLONG, EROFS {e_limit}; ENOENT and others {e_other}; EISDIR {e_isdir}; ENOTDIR {e_notdir} (typical of `<file>/.htaccess`) | `permission denied`, `not found`, ... |
-| novelty | ad-hoc: +{novelty} if first seen more than the warm-up after capture start, else 0; history: +{novelty} if the (path, errno, place) is not in the baseline, -{novelty} if it is | `new since 12:03:10`, `present from start`, `has always failed` |
+| novelty | ad-hoc: +{novelty} if first seen more than the warm-up ({warmup} s) after capture start, else 0 (a failure in the first seconds was most likely failing before observer started); history: +{novelty} if the (path, errno, place) is not in the baseline, -{novelty} if it is | `new since 12:03:10`, `present from start`, `has always failed` |
 | rate | {w_rate} × log10(1 + count), at most {rate_max}: {r1} for 1 call, {r100} for 100, {r1000} for 1000, {rate_max} from 10^4 on. It orders rows that are otherwise alike and never outweighs the kind of call | (the COUNT column) |
 | probe | {probe} for known benign lookups (below) | `probe pattern (.htaccess)` |
 | hints | sum of the weights of the live-filesystem hints, clamped to [{hmin}, {hmax}]; positive weights count half for stat/access-only rows and for probe patterns | `near-identical file exists`, `package file missing`, `denied by permissions`, `exists now`, ... |
@@ -165,6 +165,7 @@ rate - {probe_abs}).
         e_isdir = w(E_ISDIR),
         e_notdir = w(E_NOTDIR),
         novelty = w(W_NOVELTY),
+        warmup = WARMUP_SECS,
         w_rate = w(W_RATE),
         rate_max = w(RATE_MAX),
         r1 = rate_at(1, 2),

@@ -1,13 +1,33 @@
 //! systemd's notification protocol (`Type=notify`): READY=1 once the capture is attached,
-//! RELOADING=1 and STOPPING=1, sent to `$NOTIFY_SOCKET`. A no-op outside systemd.
+//! RELOADING=1 and STOPPING=1, and the reason when the recorder fails (STATUS=, ERRNO=), sent to
+//! `$NOTIFY_SOCKET`. A no-op outside systemd.
 
 use crate::capture::monotonic_ns;
+use crate::escape::sanitize_text;
 
 /// Tells systemd (Type=notify) how the service is doing; a no-op outside systemd.
 pub(crate) fn sd_notify(state: &str) {
     if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
         sd_notify_to(&path, state);
     }
+}
+
+/// Tells systemd why the recorder is failing: `STATUS=` with the one-line error (what
+/// `systemctl status` shows), and `ERRNO=` when the cause is a system error.
+pub(crate) fn sd_notify_failure(e: &anyhow::Error) {
+    sd_notify(&failure_message(e));
+}
+
+fn failure_message(e: &anyhow::Error) -> String {
+    // One line, nothing raw: a newline would start another assignment of the protocol.
+    let mut msg = format!("STATUS=failed: {}", sanitize_text(&format!("{e:#}")));
+    if let Some(n) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>()?.raw_os_error())
+    {
+        msg.push_str(&format!("\nERRNO={n}"));
+    }
+    msg
 }
 
 fn sd_notify_to(path: &std::ffi::OsStr, state: &str) {
@@ -50,5 +70,17 @@ mod tests {
         let n = s.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failure_is_one_status_line_with_its_errno() {
+        let io = std::io::Error::from_raw_os_error(libc::EPERM);
+        let e = anyhow::Error::new(io).context("loading the program\nREADY=1");
+        assert_eq!(
+            failure_message(&e),
+            "STATUS=failed: loading the program\\nREADY=1: Operation not permitted (os error 1)\nERRNO=1"
+        );
+        let e = anyhow::anyhow!("no such cgroup");
+        assert_eq!(failure_message(&e), "STATUS=failed: no such cgroup");
     }
 }
