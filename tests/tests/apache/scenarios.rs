@@ -59,6 +59,13 @@ pub(crate) fn deleted_module_so_is_first_at_reload_and_named_with_its_package(st
     eprintln!("{}", dump(&report));
 
     let top = culprit_first(&report, &module, "ENOENT", "apache2");
+    assert_calls(
+        &report,
+        top,
+        &DLOPEN,
+        failed_loads,
+        "failed load of the module",
+    );
     let conf = apache.path("conf/httpd.conf");
     referrer(
         &report,
@@ -77,13 +84,6 @@ pub(crate) fn deleted_module_so_is_first_at_reload_and_named_with_its_package(st
     apache.healthy(1);
     drop(moved);
     assert!(Path::new(&module).is_file(), "{module} not restored");
-    assert_calls(
-        &report,
-        top,
-        &DLOPEN,
-        failed_loads,
-        "failed load of the module",
-    );
     let h = hint(&report, top, "package_file_missing");
     assert_eq!(
         text(h, "message"),
