@@ -415,7 +415,7 @@ mod tests {
             h(HintKind::PackageFileMissing, H_PACKAGE),
             h(HintKind::InterpreterMissing, H_INTERPRETER),
         ];
-        assert!(H_NEAR + H_PACKAGE + H_INTERPRETER > HINTS_MAX);
+        const { assert!(H_NEAR + H_PACKAGE + H_INTERPRETER > HINTS_MAX) };
         let t = hint_term(&open, &strong);
         assert!(close(t, HINTS_MAX), "{t}");
         let negative = [
@@ -423,7 +423,7 @@ mod tests {
             h(HintKind::FoundElsewhere, H_FOUND_ELSEWHERE),
             h(HintKind::ResolvesNow, H_RESOLVES_NOW),
         ];
-        assert!(H_EXISTS_NOW + H_FOUND_ELSEWHERE + H_RESOLVES_NOW < HINTS_MIN);
+        const { assert!(H_EXISTS_NOW + H_FOUND_ELSEWHERE + H_RESOLVES_NOW < HINTS_MIN) };
         let t = hint_term(&open, &negative);
         assert!(close(t, HINTS_MIN), "{t}");
         // Inside the range: the plain sum, negative weights included.
