@@ -508,6 +508,56 @@ mod tests {
         assert!((r[0].score - r[1].score - W_NOVELTY).abs() < 1e-9);
     }
 
+    /// Equal scores are ordered by errno weight, then count (higher first), then path; and two
+    /// rows that tie for real in a report come out in path order.
+    #[test]
+    fn ties_are_broken_by_errno_weight_then_count_then_path() {
+        let ranked = |path: &str, errno: i32, count: u64| {
+            let mut f = failure(path, errno, &[(Syscall::Openat, count)]);
+            f.count = count;
+            Ranked {
+                rank: 0,
+                failure: f,
+                score: 5.0,
+                reasons: Vec::new(),
+                hints: Vec::new(),
+                evidence: Evidence::default(),
+            }
+        };
+        // Listed in the wrong order on every key.
+        let mut rows = vec![
+            ranked("/b", libc::ENOENT, 3),
+            ranked("/a", libc::ENOENT, 3),
+            ranked("/c", libc::ENOENT, 9),
+            ranked("/z", libc::ENOTDIR, 50),
+            ranked("/y", libc::EACCES, 1),
+        ];
+        let mut better = ranked("/w", libc::ENOTDIR, 1);
+        better.score = 5.5;
+        rows.push(better);
+        rows.sort_by(compare);
+        let order: Vec<String> = rows.iter().map(|r| r.failure.path_lossy()).collect();
+        // The higher score; EACCES (errno weight 2) before ENOENT (1) before ENOTDIR (0.3);
+        // among the ENOENTs, 9 before 3, and /a before /b.
+        assert_eq!(order, ["/w", "/y", "/c", "/a", "/b", "/z"]);
+
+        // Through the ranking: two rows alike in everything but the path.
+        let t = TempDir::new();
+        t.mkdir("d");
+        let r = rank(
+            vec![
+                failure(&t.abs("d/b.php"), libc::ENOENT, &[(Syscall::Openat, 4)]),
+                failure(&t.abs("d/a.php"), libc::ENOENT, &[(Syscall::Openat, 4)]),
+            ],
+            &ctx(),
+            &env(&t),
+            &[],
+        );
+        assert_eq!(r[0].score, r[1].score, "{}", dump(&r));
+        assert_eq!(position(&r, &t.abs("d/a.php")), 0, "{}", dump(&r));
+        assert_eq!((r[0].rank, r[1].rank), (1, 2));
+    }
+
     #[test]
     fn history_baseline_demotes() {
         let t = TempDir::new();

@@ -124,7 +124,7 @@ plain sum, and every term that applies is shown to the operator as a short reaso
 | novelty | ad-hoc: +{novelty} if first seen more than the warm-up ({warmup} s) after capture start, else 0 (a failure in the first seconds was most likely failing before observer started); history: +{novelty} if the (path, errno, place) is not in the baseline, -{novelty} if it is | `new since 12:03:10`, `present from start`, `has always failed` |
 | rate | {w_rate} × log10(1 + count), at most {rate_max}: {r1} for 1 call, {r100} for 100, {r1000} for 1000, {rate_max} from 10^4 on. It orders rows that are otherwise alike and never outweighs the kind of call | (the COUNT column) |
 | probe | {probe} for known benign lookups (below) | `probe pattern (.htaccess)` |
-| hints | sum of the weights of the live-filesystem hints, clamped to [{hmin}, {hmax}]; positive weights count half for stat/access-only rows and for probe patterns | `near-identical file exists`, `package file missing`, `denied by permissions`, `exists now`, ... |
+| hints | sum of the weights of the live-filesystem hints, clamped to [{hmin}, {hmax}]; positive weights count {damp} for stat/access-only rows and for probe patterns | `near-identical file exists`, `package file missing`, `denied by permissions`, `exists now`, ... |
 | named | +{named} when a line that loads files names it, in a file the processes read: `require`, Apache's `Include` and `LoadModule`/`LoadFile`, php.ini's `extension`, `zend_extension` and `extension_dir` (not `IncludeOptional` nor PHP's `include`, whose misses are not fatal) | `named by Include`, ... |
 | changed | +{changed} when the file, a line that names it or its directory changed in the 30 minutes before its first failure, for a row with such a line or a strong hint (a change alone is everyday life) | `changed before the first failure` |
 
@@ -134,9 +134,12 @@ the file of an installed Debian package is missing {package}; an existing progra
 deny the process's uid {denied} ({denied_more} for each further distinct denial); a symlink loop {sloop}; the
 descriptor limit (EMFILE/ENFILE) {fd}; a noexec mount {noexec}; a missing soname/version link {version}; a
 dangling symlink {dangling}; a name that differs only in digits (a version) {digits}; a component longer
-than NAME_MAX {too_long}; a read-only filesystem {read_only}; a missing parent directory {parent}; a file used as a
-directory {not_dir}. Negative: the path exists now {exists}; a library the loader found elsewhere on its
-search path {elsewhere}; mode bits allow access now {allowed}; the path resolves now (ENOTDIR, ELOOP) {resolves}.
+than NAME_MAX {too_long} (ENAMETOOLONG with no name too long, a symlink expanded it: {expanded}); a read-only
+filesystem {read_only}; a missing parent directory {parent}; O_NOFOLLOW meeting a symlink {nofollow}; a
+directory opened as a file (EISDIR) {is_dir}; a file used as a directory {not_dir}. Negative: the path exists
+now {exists}; a library the loader found elsewhere on its search path {elsewhere}; mode bits allow access now
+{allowed}; the path resolves now (ENOTDIR, ELOOP) {resolves}. Informational hints (`not_checked`,
+`missing_now`, `unresolved`, ...) {info}.
 
 Probe patterns (demoted, never hidden): `.htaccess` and `.user.ini` at any level; DirectoryIndex
 siblings (`index.html`, `index.htm`, `default.htm`, ...) and common 404s (`favicon.ico`,
@@ -175,6 +178,15 @@ rate - {probe_abs}).
         probe_abs = w(-W_PROBE),
         hmin = HINTS_MIN,
         hmax = HINTS_MAX,
+        damp = if HINT_DAMP == 0.5 {
+            "half".to_string()
+        } else {
+            format!("{HINT_DAMP} times")
+        },
+        expanded = w(H_EXPANDED),
+        nofollow = w(H_NOFOLLOW),
+        is_dir = w(H_IS_DIRECTORY),
+        info = w(H_INFO),
         near = w(H_NEAR),
         near_dir = w(H_NEAR_DIR),
         similar_dir = w(H_SIMILAR_DIR),
@@ -371,5 +383,297 @@ mod tests {
         let mut z = zero.clone();
         z.count = 0;
         assert!(score(&z, &c, &[], &e).0.is_finite());
+    }
+
+    fn h(kind: HintKind, weight: f64) -> Hint {
+        Hint {
+            kind,
+            message: String::new(),
+            suggestion: None,
+            weight,
+            remedy: None,
+        }
+    }
+
+    /// What `hints` add to the score of `f`: its score with them minus its score without.
+    fn hint_term(f: &Failure, hints: &[Hint]) -> f64 {
+        let (c, e) = (ctx(), Evidence::default());
+        score(f, &c, hints, &e).0 - score(f, &c, &[], &e).0
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    /// The hints term is the sum of the hints' weights, clamped to [HINTS_MIN, HINTS_MAX]: three
+    /// strong hints count no more than the maximum, three negative ones no less than the
+    /// minimum, and a sum inside the range counts whole.
+    #[test]
+    fn the_hints_term_is_clamped() {
+        let open = failure("/x/a.php", libc::ENOENT, &[(Syscall::Openat, 1)]);
+        let strong = [
+            h(HintKind::NearMatch, H_NEAR),
+            h(HintKind::PackageFileMissing, H_PACKAGE),
+            h(HintKind::InterpreterMissing, H_INTERPRETER),
+        ];
+        const { assert!(H_NEAR + H_PACKAGE + H_INTERPRETER > HINTS_MAX) };
+        let t = hint_term(&open, &strong);
+        assert!(close(t, HINTS_MAX), "{t}");
+        let negative = [
+            h(HintKind::ExistsNow, H_EXISTS_NOW),
+            h(HintKind::FoundElsewhere, H_FOUND_ELSEWHERE),
+            h(HintKind::ResolvesNow, H_RESOLVES_NOW),
+        ];
+        const { assert!(H_EXISTS_NOW + H_FOUND_ELSEWHERE + H_RESOLVES_NOW < HINTS_MIN) };
+        let t = hint_term(&open, &negative);
+        assert!(close(t, HINTS_MIN), "{t}");
+        // Inside the range: the plain sum, negative weights included.
+        let inside = [
+            h(HintKind::NearMatch, H_NEAR),
+            h(HintKind::ParentMissing, H_PARENT_MISSING),
+            h(HintKind::ExistsNow, H_EXISTS_NOW),
+        ];
+        let sum = H_NEAR + H_PARENT_MISSING + H_EXISTS_NOW;
+        assert!(sum > HINTS_MIN && sum < HINTS_MAX);
+        let t = hint_term(&open, &inside);
+        assert!(close(t, sum), "{t}");
+        // A weight that is not a number moves nothing.
+        let t = hint_term(&open, &[h(HintKind::NearMatch, f64::NAN)]);
+        assert!(close(t, 0.0), "{t}");
+    }
+
+    /// Positive hint weights count HINT_DAMP for stat/access-only rows and for probe patterns,
+    /// whole for opens and execs; negative weights count whole everywhere.
+    #[test]
+    fn positive_hints_count_half_for_probes_and_stat_only_rows() {
+        let near = [h(HintKind::NearMatch, H_NEAR)];
+        let gone = [h(HintKind::ExistsNow, H_EXISTS_NOW)];
+        let open = failure("/x/a.php", libc::ENOENT, &[(Syscall::Openat, 1)]);
+        let exec = failure("/x/run", libc::ENOENT, &[(Syscall::Execve, 1)]);
+        let stat = failure("/x/b.php", libc::ENOENT, &[(Syscall::Newfstatat, 4)]);
+        let access = failure("/x/c.php", libc::ENOENT, &[(Syscall::Access, 4)]);
+        // An open, but of a probe pattern.
+        let probe = failure("/x/.htaccess", libc::ENOENT, &[(Syscall::Openat, 4)]);
+        assert!(probe_pattern(&probe).is_some() && probe_pattern(&open).is_none());
+        for (what, f, damp) in [
+            ("open", &open, 1.0),
+            ("exec", &exec, 1.0),
+            ("stat", &stat, HINT_DAMP),
+            ("access", &access, HINT_DAMP),
+            ("probe pattern", &probe, HINT_DAMP),
+        ] {
+            let t = hint_term(f, &near);
+            assert!(close(t, H_NEAR * damp), "{what}: {t}");
+            let t = hint_term(f, &gone);
+            assert!(
+                close(t, H_EXISTS_NOW),
+                "{what}: negative weights count whole: {t}"
+            );
+        }
+        // The damping applies before the clamp: two strong hints on a stat stay under it.
+        let t = hint_term(
+            &stat,
+            &[near[0].clone(), h(HintKind::PackageFileMissing, H_PACKAGE)],
+        );
+        assert!(close(t, (H_NEAR + H_PACKAGE) * HINT_DAMP), "{t}");
+    }
+
+    /// The scoring doc (the README's) shows each weight constant's own value in the sentence
+    /// that describes it, exactly (one decimal is all a weight has), and every weight constant of
+    /// this file is there.
+    #[test]
+    fn the_scoring_doc_shows_every_weight_constant_where_it_belongs() {
+        let doc = scoring_doc();
+        let w = |x: f64| format!("{x:.1}");
+        // (constant, text before its value, text after it); the doc's line breaks are spaces here.
+        let checks: Vec<(&str, f64, &str, &str)> = vec![
+            ("W_EXEC", W_EXEC, "| intent | exec ", ";"),
+            (
+                "W_LIBRARY",
+                W_LIBRARY,
+                "open of a library (`*.so`, `*.so.*`) ",
+                ";",
+            ),
+            ("W_OPEN", W_OPEN, "other open ", " (a row"),
+            ("W_STAT", W_STAT, "; stat ", "; access"),
+            ("W_ACCESS", W_ACCESS, "; access ", " |"),
+            (
+                "E_DENIED",
+                E_DENIED,
+                "EACCES, EPERM, ELOOP, EMFILE, ENFILE ",
+                ";",
+            ),
+            ("E_LIMIT", E_LIMIT, "ENAMETOOLONG, EROFS ", ";"),
+            ("E_OTHER", E_OTHER, "ENOENT and others ", ";"),
+            ("E_ISDIR", E_ISDIR, "EISDIR ", ";"),
+            ("E_NOTDIR", E_NOTDIR, "; ENOTDIR ", " (typical"),
+            ("W_NOVELTY", W_NOVELTY, "ad-hoc: +", " if first seen"),
+            (
+                "W_NOVELTY",
+                W_NOVELTY,
+                "not in the baseline, -",
+                " if it is",
+            ),
+            ("W_RATE", W_RATE, "| rate | ", " × log10(1 + count)"),
+            ("RATE_MAX", RATE_MAX, "at most ", ":"),
+            ("RATE_MAX", RATE_MAX, "1000, ", " from 10^4 on"),
+            ("W_PROBE", W_PROBE, "| probe | ", " for known benign"),
+            ("W_NAMED", W_NAMED, "| named | +", " when a line"),
+            ("W_CHANGED", W_CHANGED, "| changed | +", " when the file"),
+            ("H_NEAR", H_NEAR, "(typo, case, extension variant) ", ";"),
+            (
+                "H_NEAR_DIR",
+                H_NEAR_DIR,
+                "a corrected path that exists ",
+                " (only",
+            ),
+            (
+                "H_SIMILAR_DIR",
+                H_SIMILAR_DIR,
+                "only a similar directory: ",
+                ")",
+            ),
+            (
+                "H_PACKAGE",
+                H_PACKAGE,
+                "installed Debian package is missing ",
+                ";",
+            ),
+            (
+                "H_INTERPRETER",
+                H_INTERPRETER,
+                "or dynamic loader is missing ",
+                ";",
+            ),
+            ("H_DENIED", H_DENIED, "deny the process's uid ", " ("),
+            (
+                "H_DENIED_MORE",
+                H_DENIED_MORE,
+                "(",
+                " for each further distinct denial)",
+            ),
+            ("H_SYMLINK_LOOP", H_SYMLINK_LOOP, "a symlink loop ", ";"),
+            (
+                "H_FD_LIMIT",
+                H_FD_LIMIT,
+                "descriptor limit (EMFILE/ENFILE) ",
+                ";",
+            ),
+            ("H_NOEXEC", H_NOEXEC, "a noexec mount ", ";"),
+            (
+                "H_VERSION_LINK",
+                H_VERSION_LINK,
+                "a missing soname/version link ",
+                ";",
+            ),
+            ("H_DANGLING", H_DANGLING, "dangling symlink ", ";"),
+            (
+                "H_DIGITS",
+                H_DIGITS,
+                "differs only in digits (a version) ",
+                ";",
+            ),
+            (
+                "H_NAME_TOO_LONG",
+                H_NAME_TOO_LONG,
+                "longer than NAME_MAX ",
+                " (ENAMETOOLONG",
+            ),
+            ("H_EXPANDED", H_EXPANDED, "a symlink expanded it: ", ")"),
+            ("H_READ_ONLY", H_READ_ONLY, "a read-only filesystem ", ";"),
+            (
+                "H_PARENT_MISSING",
+                H_PARENT_MISSING,
+                "a missing parent directory ",
+                ";",
+            ),
+            (
+                "H_NOFOLLOW",
+                H_NOFOLLOW,
+                "O_NOFOLLOW meeting a symlink ",
+                ";",
+            ),
+            (
+                "H_IS_DIRECTORY",
+                H_IS_DIRECTORY,
+                "opened as a file (EISDIR) ",
+                ";",
+            ),
+            (
+                "H_NOT_DIR",
+                H_NOT_DIR,
+                "a file used as a directory ",
+                ". Negative",
+            ),
+            ("H_EXISTS_NOW", H_EXISTS_NOW, "the path exists now ", ";"),
+            (
+                "H_FOUND_ELSEWHERE",
+                H_FOUND_ELSEWHERE,
+                "elsewhere on its search path ",
+                ";",
+            ),
+            (
+                "H_ALLOWED_NOW",
+                H_ALLOWED_NOW,
+                "mode bits allow access now ",
+                ";",
+            ),
+            (
+                "H_RESOLVES_NOW",
+                H_RESOLVES_NOW,
+                "the path resolves now (ENOTDIR, ELOOP) ",
+                ".",
+            ),
+            ("H_INFO", H_INFO, "`unresolved`, ...) ", "."),
+        ];
+        let flat = doc.replace('\n', " ");
+        for (name, value, before, after) in &checks {
+            let shown = w(*value);
+            assert_eq!(
+                shown.parse::<f64>().ok(),
+                Some(*value),
+                "{name} = {value} is not shown exactly by one decimal"
+            );
+            let want = format!("{before}{shown}{after}");
+            assert!(
+                flat.contains(&want),
+                "the scoring doc does not show {name} ({value}) as {want:?}:\n{doc}"
+            );
+        }
+        let clamp = format!("clamped to [{HINTS_MIN}, {HINTS_MAX}]");
+        assert!(flat.contains(&clamp), "{clamp:?} not in:\n{doc}");
+        let damp = format!(
+            "positive weights count {} for stat/access-only rows",
+            if HINT_DAMP == 0.5 {
+                "half".to_string()
+            } else {
+                format!("{HINT_DAMP} times")
+            }
+        );
+        assert!(flat.contains(&damp), "{damp:?} not in:\n{doc}");
+        let rates = format!(
+            "{:.2} for 1 call, {:.1} for 100, {:.1} for 1000",
+            rate(1),
+            rate(100),
+            rate(1000)
+        );
+        assert!(flat.contains(&rates), "{rates:?} not in:\n{doc}");
+        // Every f64 weight of this file is checked above (WARMUP_SECS is a duration).
+        let mut named: Vec<&str> = checks.iter().map(|c| c.0).collect();
+        named.extend(["HINTS_MIN", "HINTS_MAX", "HINT_DAMP"]);
+        for line in include_str!("score.rs").lines() {
+            let Some(rest) = line.strip_prefix("pub(crate) const ") else {
+                continue;
+            };
+            let Some((name, ty)) = rest.split_once(": ") else {
+                continue;
+            };
+            if ty.starts_with("f64") {
+                assert!(
+                    named.contains(&name),
+                    "weight {name} is not in the scoring doc's check (nor, probably, the doc)"
+                );
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! syscalls it is told to, through raw `syscall(2)` so glibc cannot substitute another one.
 //!
 //! usage: failer [--comm NAME] [--threads N] [--fork] [--chdir DIR] [--setuid UID:GID]
-//!               [--wait] [--repeat N] [--linger MS] ACTION...
+//!               [--wait] [--repeat N] [--linger MS] [--open-flags F,...] [--nofile N] ACTION...
 //!   ACTION = SYSCALL:PATH          e.g. openat:/nope, newfstatat:/nope, execve:/nope
 //!          | SYSCALL@DIR:PATH       dirfd-relative: open DIR, then SYSCALL(dirfd, PATH)
 //!          | empty-fstat            newfstatat(-1, "", AT_EMPTY_PATH): an fstat, not a lookup
@@ -28,6 +28,9 @@
 //!   --wait: read one line from stdin before acting (lets a test move us into a cgroup first).
 //!   --close-dirfds: close each SYSCALL@DIR action's directory fd after it, so the next one
 //!   reuses its number (by default they stay open until exit, for /proc to read).
+//!   --open-flags: the flags of open, openat and openat2 (default rdonly), of wronly, rdwr,
+//!   creat, nofollow, directory.
+//!   --nofile N: lower RLIMIT_NOFILE to N before acting (N = 0: every new descriptor is EMFILE).
 //!   bench --calls N --rounds R [--comm NAME] [--op openat|close]: time failing openat calls (or
 //!   close(-1), a syscall observer does not hook), one line per round in ns/call.
 use std::ffi::CString;
@@ -99,8 +102,27 @@ struct OpenHow {
     resolve: u64,
 }
 
+/// `--open-flags wronly,creat,...` as open(2) flags.
+fn open_flags(list: &str) -> i32 {
+    list.split(',').fold(libc::O_RDONLY, |acc, f| {
+        acc | match f {
+            "rdonly" => libc::O_RDONLY,
+            "wronly" => libc::O_WRONLY,
+            "rdwr" => libc::O_RDWR,
+            "creat" => libc::O_CREAT,
+            "nofollow" => libc::O_NOFOLLOW,
+            "directory" => libc::O_DIRECTORY,
+            other => die(&format!("unknown open flag {other}")),
+        }
+    })
+}
+
+/// The flags of the open calls (`--open-flags`).
+static OPEN_FLAGS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// Makes the call; returns the raw result (negative errno as -1 with errno set).
 fn call(a: &Action, dirfd: i32) -> i64 {
+    let flags = OPEN_FLAGS.load(std::sync::atomic::Ordering::Relaxed);
     let p = CString::new(a.path.clone()).unwrap_or_else(|_| die("path with NUL"));
     let p = p.as_ptr();
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
@@ -110,12 +132,12 @@ fn call(a: &Action, dirfd: i32) -> i64 {
     // SAFETY: raw syscalls with valid pointers for their duration.
     unsafe {
         match a.syscall.as_str() {
-            "open" => libc::syscall(libc::SYS_open, p, libc::O_RDONLY),
-            "openat" => libc::syscall(libc::SYS_openat, dirfd, p, libc::O_RDONLY),
+            "open" => libc::syscall(libc::SYS_open, p, flags, 0o644),
+            "openat" => libc::syscall(libc::SYS_openat, dirfd, p, flags, 0o644),
             "openat2" => {
                 let how = OpenHow {
-                    flags: libc::O_RDONLY as u64,
-                    mode: 0,
+                    flags: flags as u64,
+                    mode: if flags & libc::O_CREAT != 0 { 0o644 } else { 0 },
                     resolve: 0,
                 };
                 libc::syscall(
@@ -570,6 +592,7 @@ fn main() {
     let mut close_dirfds = false;
     let mut repeat = 1u64;
     let mut linger_ms = 0u64;
+    let mut nofile: Option<u64> = None;
     let mut actions = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -590,6 +613,14 @@ fn main() {
             }
             "--repeat" => {
                 repeat = next().parse().unwrap_or_else(|_| die("--repeat"));
+                i += 1;
+            }
+            "--open-flags" => {
+                OPEN_FLAGS.store(open_flags(&next()), std::sync::atomic::Ordering::Relaxed);
+                i += 1;
+            }
+            "--nofile" => {
+                nofile = Some(next().parse().unwrap_or_else(|_| die("--nofile N")));
                 i += 1;
             }
             "--linger" => {
@@ -628,6 +659,16 @@ fn main() {
     if wait {
         let mut line = String::new();
         let _ = std::io::stdin().lock().read_line(&mut line);
+    }
+    if let Some(n) = nofile {
+        let lim = libc::rlimit {
+            rlim_cur: n,
+            rlim_max: n,
+        };
+        // SAFETY: setrlimit reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            die("cannot lower RLIMIT_NOFILE");
+        }
     }
     if fork {
         // SAFETY: single-threaded here; the child only makes syscalls and exits.

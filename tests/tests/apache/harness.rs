@@ -784,6 +784,35 @@ impl Apache {
         s
     }
 
+    /// How many times `needle` occurs in the instance's logs: Apache's error log and standard
+    /// error, PHP-FPM's log and standard error.
+    pub(crate) fn log_count(&self, needle: &str) -> usize {
+        [
+            "logs/stderr.log",
+            "logs/error.log",
+            "logs/fpm-stderr.log",
+            "logs/php-fpm.log",
+        ]
+        .iter()
+        .map(|f| {
+            fs::read_to_string(self.root.join(f))
+                .unwrap_or_default()
+                .matches(needle)
+                .count()
+        })
+        .sum()
+    }
+
+    /// How many times `needle` occurs in Apache's error log, where PHP's errors in a request go
+    /// (mod_php's own; PHP-FPM's as the FastCGI error stream, which the pool also copies into
+    /// its own log).
+    pub(crate) fn error_log_count(&self, needle: &str) -> usize {
+        fs::read_to_string(self.root.join("logs/error.log"))
+            .unwrap_or_default()
+            .matches(needle)
+            .count()
+    }
+
     /// One HTTP/1.0 GET on loopback.
     pub(crate) fn get(&self, target: &str) -> Response {
         let mut s = TcpStream::connect_timeout(&self.addr(), Duration::from_secs(5))

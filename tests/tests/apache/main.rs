@@ -1,20 +1,20 @@
 //! End to end against a real Apache, serving PHP the two ways Debian does: mod_php in prefork
 //! workers ([`mod_php`]), and a private PHP-FPM pool behind mpm_event + proxy_fcgi
-//! ([`php_fpm`]). Every scenario runs on both, with observer's default selection (the web
-//! stack: `apache2`, `httpd`, `php-fpm*`).
+//! ([`php_fpm`]). Every scenario runs on both.
 //!
 //! Each test runs a private Apache (its own configuration, pid file, loopback port and logs
 //! under `/tmp/observer-e2e-*`) serving the small PHP application in `tests/apache/www`, which
 //! makes the benign failing lookups of a healthy site (`.htaccess` at every level, DirectoryIndex
 //! fallbacks, optional drop-ins probed with `file_exists`/`is_file`, a missing translation, a
-//! template lookup in a child theme). Observer runs with its default selection (processes named
-//! `apache2`); each scenario serves healthy traffic, then breaks the service one way, as the
-//! operators' postmortems tell it (the README's incidents: a deleted module, a config file's
-//! permissions, a bad Include, a wrong `extension_dir`, a misspelled `require`), and serves more
-//! traffic or reloads. The culprit must be ranked first with the right errno and a correct hint;
-//! a healthy run must not put a strong hint on anything; strace, attached to the same workers for
-//! the same traffic, must see the same failing (path, errno) pairs; and the responses must not
-//! change when observer watches.
+//! template lookup in a child theme). Observer runs with its default selection (the web stack:
+//! `apache2`, `httpd`, `php-fpm*`); each scenario serves healthy traffic, then breaks the service
+//! one way, as operators' postmortems tell it (scenarios 1 to 5 of [`scenarios`]: a deleted
+//! module, a config file's permissions, a bad Include, a wrong `extension_dir`, a misspelled
+//! `require`), and serves more traffic or reloads. The culprit must be ranked first with the
+//! right errno, its exact count (counted from the requests and the logs, not from observer) and
+//! a correct hint; a healthy run must not put a strong hint on anything; strace, attached to the
+//! same workers for the same traffic, must see the same failing (path, errno) pairs, as many
+//! times each; and the responses must not change when observer watches.
 //!
 //! The suite installs apache2, libapache2-mod-php and php-fpm (and strace) when missing, with
 //! service starts disabled while it does. It never touches the system's Apache or PHP-FPM: its

@@ -13,7 +13,12 @@ use observer_tests::{Observer, path_of};
 
 use crate::harness::*;
 use crate::report::*;
-use crate::strace::{Strace, parse_strace_line};
+use crate::strace::{Strace, parse_strace_line, threads};
+
+/// The requests answered 500.
+fn failed(pages: &[(String, u16)]) -> u64 {
+    pages.iter().filter(|(_, s)| *s == 500).count() as u64
+}
 
 /// What a broken site answers: PHP pages fail (500), the rest is served by Apache as before.
 fn php_broken(pages: &[(String, u16)]) {
@@ -44,6 +49,8 @@ pub(crate) fn deleted_module_so_is_first_at_reload_and_named_with_its_package(st
         "the reload must fail on the missing module ({}): {stderr}",
         out.status
     );
+    let failed_loads = stderr.matches(&format!("Cannot load {module} ")).count() as u64;
+    assert_eq!(failed_loads, 1, "{stderr}");
     // The running server keeps its old configuration and serves on.
     apache.healthy(1);
     // The report is made while the file is still missing, as it would be in the incident.
@@ -52,6 +59,13 @@ pub(crate) fn deleted_module_so_is_first_at_reload_and_named_with_its_package(st
     eprintln!("{}", dump(&report));
 
     let top = culprit_first(&report, &module, "ENOENT", "apache2");
+    assert_calls(
+        &report,
+        top,
+        &DLOPEN,
+        failed_loads,
+        "failed load of the module",
+    );
     let conf = apache.path("conf/httpd.conf");
     referrer(
         &report,
@@ -70,7 +84,6 @@ pub(crate) fn deleted_module_so_is_first_at_reload_and_named_with_its_package(st
     apache.healthy(1);
     drop(moved);
     assert!(Path::new(&module).is_file(), "{module} not restored");
-    assert!(top["syscalls"]["openat"].as_u64() >= Some(1), "{top:#}");
     let h = hint(&report, top, "package_file_missing");
     assert_eq!(
         text(h, "message"),
@@ -96,13 +109,27 @@ pub(crate) fn unreadable_config_is_first_with_the_denying_file_and_the_workers_u
     apache.healthy(3);
     // root:root 0600: "tightened" during maintenance.
     fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
-    php_broken(&apache.browse(2));
+    let answers = apache.browse(2);
+    php_broken(&answers);
+    let requests = failed(&answers);
+    assert_eq!(
+        apache.error_log_count(&format!("Failed opening required '{config}'")) as u64,
+        requests,
+        "one require error logged per 500:\n{}",
+        apache.logs()
+    );
     let report = obs.stop();
     let (manifest, _) = fixer.stop_raw();
     eprintln!("{}", dump(&report));
 
     let top = culprit_first(&report, &config, "EACCES", &apache.php_comm());
-    assert!(top["syscalls"]["openat"].as_u64() >= Some(2), "{top:#}");
+    assert_calls(
+        &report,
+        top,
+        &REQUIRE_DENIED,
+        requests,
+        "request failed on the require",
+    );
     assert_eq!(top["uids"][0]["uid"], uid, "{top:#}");
     let h = hint(&report, top, "permission_denied");
     let msg = text(h, "message");
@@ -156,6 +183,13 @@ pub(crate) fn include_of_a_missing_file_is_first_at_reload_with_the_existing_one
         "the reload must fail on the Include ({}): {stderr}",
         out.status
     );
+    let failed_reads = stderr
+        .matches(&format!(
+            "Could not open configuration file {}:",
+            bad.display()
+        ))
+        .count() as u64;
+    assert_eq!(failed_reads, 1, "{stderr}");
     apache.healthy(1);
     let report = obs.stop();
     let (manifest, _) = fixer.stop_raw();
@@ -167,7 +201,13 @@ pub(crate) fn include_of_a_missing_file_is_first_at_reload_with_the_existing_one
     referrer(&report, top, &conf, line, "Include");
     let fix = fix_of(&report, top, "edit_line");
     assert_eq!(fix["line"], line, "{fix}");
-    assert!(top["syscalls"]["openat"].as_u64() >= Some(1), "{top:#}");
+    assert_calls(
+        &report,
+        top,
+        &INCLUDE_MISSING,
+        failed_reads,
+        "failed Include",
+    );
     let h = hint(&report, top, "near_match");
     assert_eq!(
         text(h, "message"),
@@ -230,6 +270,17 @@ pub(crate) fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling(
 
     let culprit = format!("{wrong}/{EXTENSION}");
     let top = culprit_first(&report, &culprit, "ENOENT", &apache.php_comm());
+    // PHP warns once per start that could not load it; each start tried the culprit once.
+    let starts = apache.log_count(&format!(
+        "Unable to load dynamic library '{EXTENSION}' (tried: {culprit} ("
+    )) as u64;
+    assert_calls(
+        &report,
+        top,
+        &DLOPEN,
+        starts,
+        "PHP start that could not load the extension",
+    );
     assert!(
         top["reasons"]
             .as_array()
@@ -276,13 +327,22 @@ pub(crate) fn mistyped_extension_dir_is_first_with_the_nearest_existing_sibling(
 /// the same workers for the same traffic as the oracle of what failed.
 pub(crate) fn misspelled_require_is_first_naming_the_existing_file_and_strace_agrees(stack: Stack) {
     let apache = Apache::start(stack);
+    let pids = apache.pids();
+    // strace first, provably tracing every process before observer starts: what it saw of its
+    // markers is left out, and nothing is asked of the service until observer watches.
+    let strace = Strace::attach(&pids, apache.path("logs/strace.txt"), &|target| {
+        apache.get(target);
+    });
     let obs = Observer::start(&[]);
     let fixer = Observer::start_with(&[], &["--fix", "puppet"]);
-    let pids = apache.pids();
-    let strace = Strace::attach(&pids, apache.path("logs/strace.txt"));
     apache.healthy(3);
     apache.edit("www/app/bootstrap.php", "/helpers.php'", "/helpers.phpp'");
-    php_broken(&apache.browse(2));
+    let answers = apache.browse(2);
+    php_broken(&answers);
+    let requests = failed(&answers);
+    // The instance's threads: strace names a thread of a threaded process (mpm_event's) by its
+    // own id.
+    let tids: BTreeSet<u32> = pids.iter().flat_map(|p| threads(*p)).collect();
     let traced = strace.detach();
     // The oracle holds only if the traced processes are all there were: no worker forked or
     // retired while observer and strace watched different windows.
@@ -305,7 +365,19 @@ pub(crate) fn misspelled_require_is_first_naming_the_existing_file_and_strace_ag
 
     let culprit = apache.www("app/helpers.phpp");
     let top = culprit_first(&report, &culprit, "ENOENT", &apache.php_comm());
-    assert!(top["syscalls"]["openat"].as_u64() >= Some(1), "{top:#}");
+    assert_eq!(
+        apache.error_log_count(&format!("Failed opening required '{culprit}'")) as u64,
+        requests,
+        "one require error logged per 500:\n{}",
+        apache.logs()
+    );
+    assert_calls(
+        &report,
+        top,
+        &REQUIRE_MISSING,
+        requests,
+        "request failed on the require",
+    );
     let h = hint(&report, top, "near_match");
     assert_eq!(
         text(h, "message"),
@@ -338,15 +410,41 @@ pub(crate) fn misspelled_require_is_first_naming_the_existing_file_and_strace_ag
         by_strace.len() >= 10,
         "strace saw almost nothing:\n{traced}"
     );
-    let by_observer: BTreeMap<(Vec<u8>, String), u64> = rows(&report)
-        .iter()
-        .map(|r| {
-            (
-                (path_of(r), r["errno"].as_str().unwrap().to_string()),
-                r["count"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    // Both sides see the private instance's processes only (strace follows what it was attached
+    // to; observer watches every process of the web stack's names, so rows of another apache2 on
+    // the host, such as a system one, are left out here).
+    let tree: BTreeSet<u32> = pids.iter().copied().collect();
+    assert!(
+        traced_pids.is_subset(&tids),
+        "strace traced {traced_pids:?}, outside the instance's processes {tree:?} (threads \
+         {tids:?})"
+    );
+    let mut outside = Vec::new();
+    let mut by_observer: BTreeMap<(Vec<u8>, String), u64> = BTreeMap::new();
+    for r in rows(&report) {
+        let row_pids: BTreeSet<u32> = r["pids"]
+            .as_array()
+            .expect("pids")
+            .iter()
+            .map(|p| p.as_u64().expect("a pid") as u32)
+            .collect();
+        if row_pids.is_disjoint(&tree) {
+            outside.push(format!("{} {:?}", path_str(r), row_pids));
+            continue;
+        }
+        assert!(
+            row_pids.is_subset(&tree) && r["pid_count"].as_u64() == Some(row_pids.len() as u64),
+            "{} mixes the instance's processes {tree:?} with others: {r:#}",
+            path_str(r)
+        );
+        by_observer.insert(
+            (path_of(r), r["errno"].as_str().unwrap().to_string()),
+            r["count"].as_u64().unwrap(),
+        );
+    }
+    if !outside.is_empty() {
+        eprintln!("rows of processes outside the instance, not compared: {outside:?}");
+    }
     let show = |m: &BTreeMap<(Vec<u8>, String), u64>, other: &BTreeMap<(Vec<u8>, String), u64>| {
         m.iter()
             .filter(|(k, v)| other.get(*k) != Some(v))

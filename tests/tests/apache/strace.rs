@@ -12,18 +12,65 @@ pub(crate) const STRACE_SYSCALLS: &str = "open,openat,openat2,creat,stat,lstat,n
 pub(crate) struct Strace {
     child: Child,
     out: PathBuf,
+    /// Where the output of the traced window starts (after the markers).
+    start: usize,
+}
+
+/// A field of `/proc/PID/status` (or of `/proc/PID/task/TID/status`, given `pid/task/tid`).
+fn status_field(pid: &str, name: &str) -> Option<String> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
 }
 
 pub(crate) fn tracer_of(pid: u32) -> Option<u32> {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("TracerPid:"))
-        .and_then(|v| v.trim().parse().ok())
+    status_field(&pid.to_string(), "TracerPid")?.parse().ok()
+}
+
+/// The marker signal: its default action is to ignore it, and a traced thread still stops for
+/// it, which strace prints as `TID --- SIGURG {`.
+const MARKER: libc::c_int = libc::SIGURG;
+
+/// What marks a request's lookup: the name of a file the document root does not have.
+pub(crate) const MARKER_PATH: &str = "observer-strace-marker-";
+
+/// Whether signal `sig` is in the hexadecimal signal mask `field` of `/proc/<at>/status`.
+fn in_mask(at: &str, field: &str, sig: libc::c_int) -> bool {
+    let mask = status_field(at, field)
+        .and_then(|m| u64::from_str_radix(&m, 16).ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{at}/status"));
+    mask & (1 << (sig - 1)) != 0
+}
+
+/// The threads of process `pid`.
+pub(crate) fn threads(pid: u32) -> Vec<u32> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A thread of `pid` the marker signal would stop: the process does not catch it (a handler
+/// would run) and the thread does not block it (Apache's threaded children block every signal
+/// and take them with sigwait, which no tracer sees).
+fn signal_marker_thread(pid: u32) -> Option<u32> {
+    if in_mask(&pid.to_string(), "SigCgt", MARKER) {
+        return None;
+    }
+    threads(pid)
+        .into_iter()
+        .find(|t| !in_mask(&format!("{pid}/task/{t}"), "SigBlk", MARKER))
 }
 
 impl Strace {
-    /// `strace -f -Z` attached to `pids` (and what they fork), failing calls only.
-    pub(crate) fn attach(pids: &[u32], out: PathBuf) -> Strace {
+    /// `strace -f -Z` attached to `pids` (and what they fork), failing calls only, and tracing
+    /// each of them when this returns: each traced process has shown strace a marker, a signal,
+    /// or (for one that takes no signal) the failing lookup of a marker file that a request of
+    /// `get` makes it do. What strace saw until then is left out of [`Strace::detach`]'s text.
+    pub(crate) fn attach(pids: &[u32], out: PathBuf, get: &dyn Fn(&str)) -> Strace {
         let mut cmd = Command::new("strace");
         cmd.args(["-f", "-Z", "-y", "-s", "65535", "-e"])
             .arg(format!("trace={STRACE_SYSCALLS}"))
@@ -38,7 +85,11 @@ impl Strace {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run strace: {e}"));
-        let s = Strace { child, out };
+        let mut s = Strace {
+            child,
+            out,
+            start: 0,
+        };
         let me = s.child.id();
         let deadline = Instant::now() + Duration::from_secs(20);
         while !pids.iter().all(|p| tracer_of(*p) == Some(me)) {
@@ -48,12 +99,80 @@ impl Strace {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Seized is not yet tracing: let strace restart each tracee under PTRACE_SYSCALL.
-        std::thread::sleep(Duration::from_millis(500));
-        s
+        // Seized is not yet tracing. Each tracee stops first for strace's interrupt, which strace
+        // answers by restarting it under PTRACE_SYSCALL, and only then for what comes next: so
+        // once strace has printed a tracee's marker, it traces that tracee's syscalls.
+        let mut by_signal = Vec::new();
+        let mut by_request = Vec::new();
+        for &p in pids {
+            match signal_marker_thread(p) {
+                Some(t) => {
+                    // SAFETY: a signal whose default action is to ignore it, to a thread of the
+                    // instance the test started.
+                    let rc = unsafe { libc::syscall(libc::SYS_tgkill, p, t, MARKER) };
+                    assert_eq!(rc, 0, "tgkill {p} {t}: {}", std::io::Error::last_os_error());
+                    by_signal.push((p, t));
+                }
+                None => by_request.push(p),
+            }
+        }
+        let mut requests = 0;
+        loop {
+            let text = fs::read_to_string(&s.out).unwrap_or_default();
+            // (thread, rest of the line): strace pads the thread ids to one width.
+            let lines: Vec<(u32, &str)> = text
+                .lines()
+                .filter_map(|l| {
+                    let (t, rest) = l.split_once(' ')?;
+                    Some((t.parse().ok()?, rest.trim_start()))
+                })
+                .collect();
+            // The threads whose marker lookup strace printed, and those it saw the signal stop.
+            let looked: Vec<u32> = lines
+                .iter()
+                .filter(|(_, l)| l.contains(MARKER_PATH))
+                .map(|(t, _)| *t)
+                .collect();
+            let signalled: Vec<u32> = lines
+                .iter()
+                .filter(|(_, l)| l.starts_with("--- SIGURG {"))
+                .map(|(t, _)| *t)
+                .collect();
+            let mut unmarked: Vec<u32> = by_signal
+                .iter()
+                .filter(|(_, t)| !signalled.contains(t))
+                .map(|(p, _)| *p)
+                .collect();
+            let unlooked: Vec<u32> = by_request
+                .iter()
+                .copied()
+                .filter(|p| !looked.iter().any(|t| threads(*p).contains(t)))
+                .collect();
+            unmarked.extend(&unlooked);
+            if unmarked.is_empty() {
+                // Requests are answered after their lookups, which strace printed before letting
+                // them go on: nothing of the markers comes after this.
+                s.start = text.len();
+                eprintln!(
+                    "strace traces {pids:?}: marked by a signal {by_signal:?}, by {requests} \
+                     request(s) {by_request:?}"
+                );
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strace does not trace {unmarked:?} yet (no marker in its output):\n{text}"
+            );
+            if unlooked.is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            } else {
+                requests += 1;
+                get(&format!("/{MARKER_PATH}{requests}.html"));
+            }
+        }
     }
 
-    /// Detaches (SIGINT) and returns what it wrote.
+    /// Detaches (SIGINT) and returns what it wrote once it traced every process.
     pub(crate) fn detach(mut self) -> String {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
@@ -62,7 +181,18 @@ impl Strace {
             st.success() || st.code() == Some(130) || st.code().is_none(),
             "strace: {st}"
         );
-        fs::read_to_string(&self.out).expect("strace output")
+        let text = fs::read_to_string(&self.out).expect("strace output");
+        let after = &text[self.start..];
+        // A line cut at the start (a marker's, whose newline strace writes with the next line)
+        // belongs to the markers.
+        if self.start > 0 && !text[..self.start].ends_with('\n') {
+            after
+                .split_once('\n')
+                .map_or("", |(_, rest)| rest)
+                .to_string()
+        } else {
+            after.to_string()
+        }
     }
 }
 

@@ -492,6 +492,56 @@ mod tests {
         );
     }
 
+    /// A library missing from one directory of the loader's search path and present in another
+    /// was found there: `found_elsewhere`, naming where, which lowers the row's score. Missing
+    /// from every directory, or not a library, it gets no such hint.
+    #[test]
+    fn a_library_missing_from_one_lib_dir_and_present_in_another_was_found_elsewhere() {
+        let t = TempDir::new();
+        t.mkdir("lib-a");
+        t.write("lib-b/libobserver-test.so.1", "");
+        t.write("lib-b/notalib.conf", "");
+        let mut env = env_for(&t);
+        env.lib_dirs = vec![t.abs("lib-a").into_bytes(), t.abs("lib-b").into_bytes()];
+        let f = failure(
+            &t.abs("lib-a/libobserver-test.so.1"),
+            libc::ENOENT,
+            &[(Syscall::Openat, 1)],
+        );
+        let h = hints_for(&f, &env);
+        let e = find(&h, "found_elsewhere");
+        assert_eq!(
+            e.message,
+            format!(
+                "{} exists on the library search path: the loader probably found it there",
+                t.abs("lib-b/libobserver-test.so.1")
+            )
+        );
+        assert!(e.weight < 0.0, "{e:?}");
+        // Missing everywhere: nothing was found elsewhere.
+        let f = failure(
+            &t.abs("lib-a/libobserver-none.so.1"),
+            libc::ENOENT,
+            &[(Syscall::Openat, 1)],
+        );
+        assert!(!kinds(&hints_for(&f, &env)).contains(&"found_elsewhere"));
+        // Not a library: the loader does not look for it.
+        let f = failure(
+            &t.abs("lib-a/notalib.conf"),
+            libc::ENOENT,
+            &[(Syscall::Openat, 1)],
+        );
+        assert!(!kinds(&hints_for(&f, &env)).contains(&"found_elsewhere"));
+        // With no directory configured, as the other tests run, it never fires.
+        env.lib_dirs.clear();
+        let f = failure(
+            &t.abs("lib-a/libobserver-test.so.1"),
+            libc::ENOENT,
+            &[(Syscall::Openat, 1)],
+        );
+        assert!(!kinds(&hints_for(&f, &env)).contains(&"found_elsewhere"));
+    }
+
     #[test]
     fn exists_now() {
         let t = TempDir::new();
