@@ -338,6 +338,11 @@ fn print(stack: Stack, t: Tracer, c: &mut Compared, rounds: usize, secs: f64) {
         (m, sd, lo, hi)
     };
     let (m, sd, lo, hi) = ratio(&mut c.rps);
+    let base = median(&mut c.base_rps.clone());
+    // The clients keep every core busy, so a request costs cores / throughput of CPU: what the
+    // tracer adds per request, in µs, carries over to an application of any weight.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let per_request_us = cores * 1e6 * (1.0 / (base * m) - 1.0 / base);
     let (p50, _, _, _) = ratio(&mut c.p50);
     let (p99, sd99, lo99, hi99) = ratio(&mut c.p99);
     println!(
@@ -349,6 +354,11 @@ fn print(stack: Stack, t: Tracer, c: &mut Compared, rounds: usize, secs: f64) {
         100.0 * lo,
         100.0 * hi,
         rounds_for_1pct(sd)
+    );
+    println!(
+        "  {:<38} {per_request_us:.1} µs of CPU added per request ({base:.0} req/s untraced, on \
+         {cores} busy cores)",
+        ""
     );
     println!(
         "  {:<38} latency p50 {:+6.2} %, p99 {:+6.2} % (p99 sd {:.2} %, range {:+.1}..{:+.1} %)",
