@@ -49,11 +49,19 @@ pub(crate) struct Output {
     target: PathBuf,
     temp: PathBuf,
     file: Option<File>,
+    /// What the file is, for messages ("--output", "man page").
+    label: &'static str,
 }
 
 impl Output {
+    /// The report of `--output`.
     pub(crate) fn create(target: &Path) -> Result<Output> {
-        let what = || format!("cannot write --output {}", target.display());
+        Self::create_as(target, "--output", 0o600)
+    }
+
+    /// Any file written whole at once with `mode`, named `label` in messages.
+    pub(crate) fn create_as(target: &Path, label: &'static str, mode: u32) -> Result<Output> {
+        let what = || format!("cannot write {label} {}", target.display());
         let name = target.file_name().with_context(what)?;
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -61,7 +69,7 @@ impl Output {
         };
         if std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
             bail!(
-                "cannot write --output {}: it is a directory",
+                "cannot write {label} {}: it is a directory",
                 target.display()
             );
         }
@@ -74,7 +82,7 @@ impl Output {
             match std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o600)
+                .mode(mode)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&temp)
             {
@@ -83,6 +91,7 @@ impl Output {
                         target: target.to_path_buf(),
                         temp,
                         file: Some(file),
+                        label,
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => {
@@ -95,7 +104,7 @@ impl Output {
 
     /// Writes `text`, makes it durable, and puts it in the target's place.
     pub(crate) fn commit(mut self, text: &[u8]) -> Result<()> {
-        let what = || format!("writing --output {}", self.target.display());
+        let what = || format!("writing {} {}", self.label, self.target.display());
         let mut f = self.file.take().with_context(what)?;
         f.write_all(text).with_context(what)?;
         f.sync_all().with_context(what)?;

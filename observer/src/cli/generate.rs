@@ -5,7 +5,7 @@
 //! The `generate` command is added to the parser only (see [`super::parse`]): the pages and
 //! completions are made from [`super::Cli`] alone, so they never mention it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Arg, ArgMatches, CommandFactory, value_parser};
@@ -70,17 +70,19 @@ impl Request {
             What::Man => man_pages(),
             What::Completions => completions(),
         };
+        let label = match self.what {
+            What::Man => "man page",
+            What::Completions => "completion",
+        };
         for (name, text) in files {
             let path = self.dir.join(name);
-            write(&path, &text)?;
+            // As root, never through a planted symlink: a new file, renamed into place. Readable
+            // by all (under the umask), as `man` and the shells need.
+            crate::files::Output::create_as(&path, label, 0o644)?.commit(&text)?;
             println!("{}", path.display());
         }
         Ok(())
     }
-}
-
-fn write(path: &Path, text: &[u8]) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `observer.1` and one `observer-COMMAND.1` per visible command, as (file name, roff).
