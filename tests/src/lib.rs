@@ -356,14 +356,51 @@ impl Drop for TempDir {
     }
 }
 
-/// A process's peak resident memory so far (VmHWM), KiB; 0 once it is gone.
-pub fn peak_rss_kib(pid: u32) -> u64 {
+/// A `kB` field of a process's `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`); 0 once it is gone.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// A process's peak resident memory so far (VmHWM), KiB; 0 once it is gone.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// What a process has used so far: nanoseconds on a CPU over all its threads (`schedstat`; the
+/// tick-based utime is too coarse for a process that uses a few ms a second), its threads'
+/// voluntary context switches (wakeups from a wait), and its RSS (KiB).
+#[derive(Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu_ns: u64,
+    pub switches: u64,
+    pub rss_kib: u64,
+}
+
+pub fn usage(pid: u32) -> Usage {
+    let mut u = Usage::default();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in rd.flatten() {
+            let sched = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            u.cpu_ns += sched
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            u.switches += s
+                .lines()
+                .filter_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    u.rss_kib = status_kib(pid, "VmRSS:");
+    u
 }
 
 /// Follows a process's peak resident memory until it exits: the high-water mark never falls,

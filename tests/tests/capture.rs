@@ -746,20 +746,6 @@ fn an_exec_that_fails_on_a_missing_interpreter_names_it() {
     }
 }
 
-/// Voluntary context switches of all of `pid`'s threads: how often it woke from a wait.
-fn wakeups(pid: u32) -> u64 {
-    let mut n = 0;
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).expect("observer's tasks") {
-        let s = std::fs::read_to_string(t.expect("task").path().join("status")).unwrap_or_default();
-        n += s
-            .lines()
-            .filter(|l| l.starts_with("voluntary_ctxt_switches:"))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum::<u64>();
-    }
-    n
-}
-
 /// Records do not wake observer one by one. A server makes them sparsely (a directory open per
 /// request, now and then a new failure), each into an empty ring, where the kernel's default
 /// wakes the reader for every one: 300 directory opens and 300 new failures relative to them,
@@ -772,7 +758,7 @@ fn ring_buffer_records_do_not_wake_observer_one_by_one() {
     let dir = TempDir::new("wake");
     let obs = Observer::start(&["--comm", &comm]);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let before = wakeups(obs.pid());
+    let before = observer_tests::usage(obs.pid()).switches;
     let mut actions = Vec::new();
     for i in 0..N {
         actions.push(format!("newfstatat@{}:w{i}.php", dir.path()));
@@ -785,7 +771,7 @@ fn ring_buffer_records_do_not_wake_observer_one_by_one() {
     let secs = t.elapsed().as_secs_f64();
     // Two ticks: what waited in the ring is taken.
     std::thread::sleep(std::time::Duration::from_millis(2200));
-    let woke = wakeups(obs.pid()) - before;
+    let woke = observer_tests::usage(obs.pid()).switches - before;
     let report = obs.stop();
     for i in 0..N {
         let p = dir.join(&format!("w{i}.php"));

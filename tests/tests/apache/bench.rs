@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use observer_tests::{Observer, TempDir};
+use observer_tests::{Observer, TempDir, usage};
 
 use crate::harness::{Apache, PAGES, Stack};
 
@@ -114,43 +114,6 @@ fn load(addr: SocketAddr, secs: f64) -> Round {
         rps: lat.len() as f64 / elapsed,
         lat_us: lat,
     }
-}
-
-/// A process's CPU time (ns on a CPU, all threads, from schedstat: tick-based utime is too coarse
-/// for a process that uses a few ms a second), its threads' voluntary context switches (mostly
-/// wakeups from a wait) and its RSS (KiB).
-#[derive(Clone, Copy, Default)]
-struct Usage {
-    cpu_ns: u64,
-    switches: u64,
-    rss_kib: u64,
-}
-
-fn usage(pid: u32) -> Usage {
-    let mut u = Usage::default();
-    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in rd.flatten() {
-            let sched = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
-            u.cpu_ns += sched
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-            let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-            u.switches += s
-                .lines()
-                .filter(|l| l.starts_with("voluntary_ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .sum::<u64>();
-        }
-    }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    u.rss_kib = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
-    u
 }
 
 /// What traces the server during a traced round.
