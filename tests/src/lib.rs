@@ -4,7 +4,7 @@
 //! Tests panic with a message (aya's test/README.md), and filter on their own comm or pids so
 //! another `apache2` on the host cannot disturb them.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -164,6 +164,28 @@ impl Drop for Observer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `failer --comm COMM --wait ACTIONS...`: it acts once [`go`] writes it a line (a test moves
+/// it into a cgroup, or starts observer, first).
+pub fn spawn_waiting(comm: &str, actions: &[&str]) -> Child {
+    Command::new(failer_bin())
+        .args(["--comm", comm, "--wait"])
+        .args(actions)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn failer")
+}
+
+/// Lets a [`spawn_waiting`] failer act, and waits until it has succeeded.
+pub fn go(c: &mut Child) {
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("write go");
+    assert!(c.wait().expect("wait").success());
 }
 
 /// Runs failer with `args`; panics when it fails to run.

@@ -1,11 +1,11 @@
 //! Capture engine, against the real kernel: each hooked syscall, the filters, path resolution,
 //! hostile names, forks and threads, and an exact count under a storm.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use observer_tests::{
-    Observer, TempDir, count, failer, failer_bin, hex, path_of, row, rows_for, unique_comm,
+    Observer, TempDir, count, failer, failer_bin, go, hex, path_of, row, rows_for, spawn_waiting,
+    unique_comm,
 };
 
 const MISSING_DIR: &str = "/nonexistent-observer-test";
@@ -584,25 +584,6 @@ fn storm_counts_are_exact() {
         3 * per_path,
         3.0 * per_path as f64 / secs
     );
-}
-
-fn spawn_waiting(comm: &str, actions: &[&str]) -> std::process::Child {
-    Command::new(failer_bin())
-        .args(["--comm", comm, "--wait"])
-        .args(actions)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn failer")
-}
-
-fn go(c: &mut std::process::Child) {
-    c.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"go\n")
-        .expect("write go");
-    assert!(c.wait().expect("wait").success());
 }
 
 fn set_mode(p: &str, mode: u32) {

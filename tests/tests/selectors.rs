@@ -5,36 +5,17 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use observer_tests::{
-    Observer, cgroup2_root, failer, failer_bin, path_of, row, rows_for, run_observer, unique_comm,
+    Observer, cgroup2_root, failer, failer_bin, go, path_of, row, rows_for, run_observer,
+    spawn_waiting, unique_comm,
 };
 use serde_json::Value;
 
 fn missing(name: &str) -> String {
     format!("/nonexistent-observer-selectors/{name}")
-}
-
-/// `failer --comm COMM --wait ACTIONS...`: it acts once it reads a line.
-fn spawn_waiting(comm: &str, actions: &[&str]) -> Child {
-    Command::new(failer_bin())
-        .args(["--comm", comm, "--wait"])
-        .args(actions)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn failer")
-}
-
-fn go(c: &mut Child) {
-    c.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"go\n")
-        .expect("write go");
-    assert!(c.wait().expect("wait").success());
 }
 
 /// A private cgroup v2 directory tree for one test, removed (deepest first) on drop.
